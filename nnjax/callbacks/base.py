@@ -1,0 +1,248 @@
+"""Keras's callback protocol: `Callback`, `CallbackList`, `History`, `ProgbarLogger`.
+
+Callbacks run between compiled steps, on the host, never inside them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from typing import Any, Iterable
+
+import numpy as np
+
+
+class Callback:
+    """Base class with Keras's hooks; override the ones you need.
+
+    Attributes:
+      model: the `nj.Model` being trained (set by `set_model`).
+      params: `{"epochs", "steps", "verbose"}` (set by `set_params`).
+    """
+
+    def __init__(self):
+        self.model = None
+        self.params: dict[str, Any] = {}
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def set_params(self, params: dict) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None): ...
+    def on_train_batch_end(self, batch, logs=None): ...
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+    def on_test_batch_begin(self, batch, logs=None): ...
+    def on_test_batch_end(self, batch, logs=None): ...
+    def on_predict_begin(self, logs=None): ...
+    def on_predict_end(self, logs=None): ...
+    def on_predict_batch_begin(self, batch, logs=None): ...
+    def on_predict_batch_end(self, batch, logs=None): ...
+
+    # Keras aliases
+    def on_batch_begin(self, batch, logs=None):
+        self.on_train_batch_begin(batch, logs)
+
+    def on_batch_end(self, batch, logs=None):
+        self.on_train_batch_end(batch, logs)
+
+    def get_state(self) -> dict:
+        """JSON-serialisable state to store in a backup (counters, best values)."""
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        """Restores what `get_state` returned."""
+
+
+def overrides(callback: Callback, hook: str) -> bool:
+    """True if `callback` defines its own `hook` (so the loop must compute its logs)."""
+    return getattr(type(callback), hook, None) is not getattr(Callback, hook, None)
+
+
+class History(Callback):
+    """Records every epoch's logs: `history.history["loss"]` is a list over epochs."""
+
+    def __init__(self):
+        super().__init__()
+        self.history: dict[str, list] = {}
+        self.epoch: list[int] = []
+
+    def on_train_begin(self, logs=None):
+        # Keras keeps one History per model and appends across fit calls that resume.
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(value)
+
+    def get_state(self):
+        return {"history": self.history, "epoch": self.epoch}
+
+    def set_state(self, state):
+        self.history = {k: list(v) for k, v in state.get("history", {}).items()}
+        self.epoch = list(state.get("epoch", []))
+
+
+def _format_value(value) -> str:
+    value = float(value)
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
+        return f"{value:.4e}"
+    return f"{value:.4f}"
+
+
+def _format_time(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+    if seconds >= 60:
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+    return f"{int(round(seconds))}s"
+
+
+def _format_per_step(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
+class Progbar:
+    """Keras's progress bar: `12/60 ━━━━━━━━━━━━━━━━━━━━ 3s 52ms/step - loss: 0.4010`.
+
+    In a terminal it redraws one line; when output is piped it writes only the
+    final line, so logs stay readable.
+    """
+
+    def __init__(self, target: int | None, width: int = 20, stream=None, interval: float = 0.05, dynamic=None):
+        self.target = target
+        self.width = width
+        self.stream = stream or sys.stdout
+        self.interval = interval
+        if dynamic is None:
+            dynamic = (hasattr(self.stream, "isatty") and self.stream.isatty()) or "ipykernel" in sys.modules
+        self.dynamic = dynamic
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+        self.last_len = 0
+
+    def due(self) -> bool:
+        return self.dynamic and time.perf_counter() - self.last_draw >= self.interval
+
+    def line(self, current: int, values: dict, finalize: bool) -> str:
+        elapsed = time.perf_counter() - self.start
+        if self.target:
+            digits = int(math.log10(self.target)) + 1
+            done = int(self.width * current / self.target)
+            bar = f"{current:>{digits}}/{self.target} " + "\u2501" * done + "\u2500" * (self.width - done) if self.stream.encoding and "utf" in self.stream.encoding.lower() else f"{current:>{digits}}/{self.target} " + "=" * done + "." * (self.width - done)
+        else:
+            bar = f"{current}/Unknown"
+        per_step = elapsed / max(current, 1)
+        if finalize or not self.target:
+            timing = f"{_format_time(elapsed)} {_format_per_step(per_step)}"
+        else:
+            timing = f"{_format_time(per_step * (self.target - current))} {_format_per_step(per_step)}"
+        parts = [f"{bar} {timing}"] + [f"{k}: {_format_value(v)}" for k, v in values.items()]
+        return " - ".join(parts)
+
+    def update(self, current: int, values: dict, finalize: bool = False) -> None:
+        if not finalize and not self.due():
+            return
+        text = self.line(current, values, finalize)
+        if self.dynamic:
+            pad = max(self.last_len - len(text), 0)
+            self.stream.write("\r" + text + " " * pad + ("\n" if finalize else ""))
+            self.last_len = len(text)
+        elif finalize:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self.last_draw = time.perf_counter()
+
+
+class ProgbarLogger(Callback):
+    """Prints `Epoch k/n` and a live progress bar (`verbose=1`) or one line per epoch (`verbose=2`)."""
+
+    def __init__(self, verbose: int = 1, stream=None):
+        super().__init__()
+        self.verbose = verbose
+        self.stream = stream or sys.stdout
+        self.bar: Progbar | None = None
+        self.seen = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.stream.write(f"Epoch {epoch + 1}/{self.params.get('epochs')}\n")
+        self.stream.flush()
+        self.bar = Progbar(self.params.get("steps"), stream=self.stream, dynamic=None if self.verbose == 1 else False)
+        self.seen = 0
+
+    def wants_batch_logs(self) -> bool:
+        return self.bar is not None and self.bar.due()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen = batch + 1
+        if self.bar is not None and logs is not None:
+            self.bar.update(self.seen, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bar is not None:
+            steps = self.params.get("steps") or self.seen
+            self.bar.update(steps, logs or {}, finalize=True)
+        self.bar = None
+
+
+class CallbackList:
+    """Calls each hook on every callback, in order; adds `History` and the progress bar."""
+
+    def __init__(self, callbacks: Iterable[Callback] | None, *, model=None, history: History | None = None,
+                 verbose: int = 0, epochs: int | None = None, steps: int | None = None):
+        callbacks = list(callbacks or [])
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"fit(callbacks=...): expected nj.callbacks.Callback instances; got {cb!r}")
+        if verbose and not any(isinstance(cb, ProgbarLogger) for cb in callbacks):
+            callbacks.append(ProgbarLogger(verbose))
+        if history is not None:
+            callbacks.insert(0, history)
+        self.callbacks = callbacks
+        params = {"epochs": epochs, "steps": steps, "verbose": verbose}
+        for cb in callbacks:
+            cb.set_model(model)
+            cb.set_params(params)
+        self.batch_end_hooks = [cb for cb in callbacks if overrides(cb, "on_train_batch_end") or overrides(cb, "on_batch_end")]
+
+    def needs_batch_logs(self) -> bool:
+        """True if some callback will read this step's logs (forces a host sync)."""
+        for cb in self.batch_end_hooks:
+            if isinstance(cb, ProgbarLogger):
+                if cb.wants_batch_logs():
+                    return True
+            else:
+                return True
+        return False
+
+    def __iter__(self):
+        return iter(self.callbacks)
+
+    def call(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
+
+    def on_train_batch_end(self, batch, logs):
+        for cb in self.batch_end_hooks:
+            cb.on_train_batch_end(batch, logs)
+
+
+def to_python(logs: dict) -> dict:
+    """Converts device scalars to Python floats."""
+    return {k: float(np.asarray(v)) for k, v in logs.items()}
+
+
+__all__ = ["Callback", "CallbackList", "History", "Progbar", "ProgbarLogger", "overrides", "to_python"]

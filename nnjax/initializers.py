@@ -1,0 +1,44 @@
+"""Initialisers by Keras name (jax.nn.initializers underneath)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax.nn import initializers as init
+
+INITIALIZERS = {
+    "glorot_uniform": init.glorot_uniform(),
+    "glorot_normal": init.glorot_normal(),
+    "he_uniform": init.he_uniform(),
+    "he_normal": init.he_normal(),
+    "lecun_uniform": init.lecun_uniform(),
+    "lecun_normal": init.lecun_normal(),
+    "orthogonal": init.orthogonal(),
+    "zeros": init.zeros,
+    "ones": init.ones,
+    "random_normal": init.normal(0.05),
+    "random_uniform": init.uniform(0.1),
+    "truncated_normal": init.truncated_normal(0.05),
+}
+
+
+def get(identifier, *, where: str = "initializer"):
+    """Resolves an initialiser name or a callable `(key, shape, dtype) -> array`.
+
+    Raises:
+      ValueError: for an unknown name; the message lists the valid names.
+    """
+    if callable(identifier):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in INITIALIZERS:
+        return INITIALIZERS[identifier.lower()]
+    raise ValueError(f"{where}: unknown initializer {identifier!r}; expected one of {sorted(INITIALIZERS)} or a callable")
+
+
+def constant(value):
+    def initializer(key, shape, dtype=jnp.float32):
+        return jnp.full(shape, value, dtype)
+
+    return initializer
+
+
+__all__ = ["INITIALIZERS", "constant", "get"]

@@ -1,0 +1,36 @@
+"""The functional core: `TrainState` and pure step functions.
+
+Everything `Model.fit` does is built from these parts; a custom loop can use
+them with `jax.jit`, `jax.vmap`, sharding or `shard_map` and nothing else.
+"""
+
+from nnjax.train import losses, metrics, optimizers
+from nnjax.train.state import StepConfig, TrainState
+from nnjax.train.steps import (
+    apply_model,
+    call_module,
+    compute_loss,
+    compute_metrics,
+    eval_step,
+    predict_step,
+    step_key,
+    train_step,
+    unpack_batch,
+)
+
+__all__ = [
+    "StepConfig",
+    "TrainState",
+    "apply_model",
+    "call_module",
+    "compute_loss",
+    "compute_metrics",
+    "eval_step",
+    "losses",
+    "metrics",
+    "optimizers",
+    "predict_step",
+    "step_key",
+    "train_step",
+    "unpack_batch",
+]

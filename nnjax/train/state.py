@@ -1,0 +1,119 @@
+"""`TrainState`: everything a training step reads and writes, as one pytree."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from nnjax.train import losses as losses_lib
+from nnjax.train import metrics as metrics_lib
+from nnjax.utils.random import as_key
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """The static (hashable, non-array) part of a training step.
+
+    Attributes:
+      loss: the per-element loss, applied as `loss(y_true, y_pred)`.
+      metrics: metrics reported by `train_step` and `eval_step`.
+      loss_fn: optional objective that replaces `loss`:
+        `loss_fn(outputs, batch) -> loss` or `-> (loss, aux)`, where `outputs` is
+        whatever the model returns and `batch` is the batch as given. `aux` is a
+        dict of scalars reported next to the loss. Use it for losses that are not
+        a function of `(y_true, y_pred)`: a VAE's KL term, a policy gradient.
+      compute_dtype: dtype of the forward and backward pass (e.g. bfloat16 for
+        mixed precision); parameters and optimizer state keep their own dtype.
+    """
+
+    loss: losses_lib.Loss | None = None
+    metrics: tuple[metrics_lib.Metric, ...] = ()
+    loss_fn: Callable | None = None
+    compute_dtype: Any = None
+
+
+class TrainState(struct.PyTreeNode):
+    """Params, model state, optimizer state, step and RNG of one model.
+
+    A pytree: `jax.jit`, `jax.vmap` (stack several for an ensemble), sharding
+    and checkpointing all see just its arrays.
+
+    Attributes:
+      step: int32 scalar, the number of updates applied.
+      params: `nnx.State` of the trainable `nnx.Param`s.
+      model_state: `nnx.State` of everything else the model holds (BatchNorm
+        statistics, RNG counters of user modules).
+      opt_state: the optax state.
+      rng: raw `uint32[2]` key; step `s` uses `fold_in(rng, s)`, so a resumed run
+        draws the same dropout masks as an uninterrupted one.
+      graphdef: static structure of the Flax module (`nnx.split`).
+      tx: the optax transformation.
+      config: the `StepConfig`.
+    """
+
+    step: jax.Array
+    params: Any
+    model_state: Any
+    opt_state: Any
+    rng: jax.Array
+    graphdef: Any = struct.field(pytree_node=False)
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    config: StepConfig = struct.field(pytree_node=False, default=StepConfig())
+
+    @classmethod
+    def create(
+        cls,
+        module: nnx.Module,
+        tx: optax.GradientTransformation,
+        *,
+        loss=None,
+        metrics=(),
+        loss_fn: Callable | None = None,
+        compute_dtype=None,
+        key=None,
+    ) -> "TrainState":
+        """Splits a built Flax NNX module into a `TrainState`.
+
+        Args:
+          module: a built module (its parameters exist).
+          tx: an optax transformation (or an nnjax optimizer name).
+          loss: a loss name, `nj.train.losses.Loss` or callable; not needed with `loss_fn`.
+          metrics: metric names or callables.
+          loss_fn: optional objective `(outputs, batch) -> loss | (loss, aux)`.
+          compute_dtype: e.g. `jnp.bfloat16` for mixed precision.
+          key: a PRNG key or int seed for dropout; drawn from the global seed when None.
+
+        Returns:
+          A `TrainState` at step 0.
+        """
+        from nnjax.train import optimizers  # local: optimizers imports nothing from here
+
+        tx = optimizers.get(tx)
+        graphdef, params, model_state = nnx.split(module, nnx.Param, ...)
+        loss_obj = losses_lib.get(loss) if loss is not None else None
+        if loss_obj is None and loss_fn is None:
+            raise ValueError("TrainState.create: pass `loss` (a name or callable) or `loss_fn`; got neither")
+        metric_objs = tuple(metrics_lib.get(m, loss_obj) for m in (metrics or ()))
+        config = StepConfig(loss=loss_obj, metrics=metric_objs, loss_fn=loss_fn, compute_dtype=compute_dtype)
+        return cls(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            model_state=model_state,
+            opt_state=tx.init(params),
+            rng=as_key(key),
+            graphdef=graphdef,
+            tx=tx,
+            config=config,
+        )
+
+    def module(self) -> nnx.Module:
+        """A Flax module holding this state's parameters (`nnx.merge`)."""
+        return nnx.merge(self.graphdef, self.params, self.model_state)
+
+
+__all__ = ["StepConfig", "TrainState"]

@@ -1,0 +1,22 @@
+"""Test setup: 8 CPU devices (for the parallel tests), float32 matmuls, shared data."""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's handwritten digits: (x_train, y_train), (x_test, y_test), images (N, 8, 8) in [0, 1]."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = (data.images / 16.0).astype(np.float32)
+    y = data.target.astype(np.int32)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+    return (x_train, y_train), (x_test, y_test)
