@@ -1,10 +1,10 @@
 """Measurement: honest timing, FLOPs from XLA, MFU and JSON results with provenance.
 
-    from nnjax import bench
-    stats = bench.interleaved({"mine": run_mine, "theirs": run_theirs}, rounds=5)
-    cost = bench.step_cost(jax.jit(train_step), state, batch)          # FLOPs of one step
-    util = bench.mfu(cost["flops"], stats["mine"]["median"] / steps, bench.peak_flops())
-    bench.write_result(bench.make_result("mine", [...]), out="benchmarks/results/mine.json")
+from nnjax import bench
+stats = bench.interleaved({"mine": run_mine, "theirs": run_theirs}, rounds=5)
+cost = bench.step_cost(jax.jit(train_step), state, batch)          # FLOPs of one step
+util = bench.mfu(cost["flops"], stats["mine"]["median"] / steps, bench.peak_flops())
+bench.write_result(bench.make_result("mine", [...]), out="benchmarks/results/mine.json")
 """
 
 from nnjax.bench.flops import (

@@ -9,7 +9,7 @@ compare with an analytical count where one exists.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 
@@ -41,8 +41,16 @@ PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
 PEAK_FLOPS_ENV = "NNJAX_PEAK_FLOPS"
 
 _DTYPE_NAMES = {
-    "bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16", "half": "fp16",
-    "fp32": "fp32", "float32": "fp32", "f32": "fp32", "fp8": "fp8", "float8": "fp8",
+    "bf16": "bf16",
+    "bfloat16": "bf16",
+    "fp16": "fp16",
+    "float16": "fp16",
+    "half": "fp16",
+    "fp32": "fp32",
+    "float32": "fp32",
+    "f32": "fp32",
+    "fp8": "fp8",
+    "float8": "fp8",
 }
 
 
@@ -140,8 +148,13 @@ def memory_analysis(compiled) -> dict:
         return {}
     if stats is None:
         return {}
-    names = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes", "temp_size_in_bytes",
-             "generated_code_size_in_bytes")
+    names = (
+        "argument_size_in_bytes",
+        "output_size_in_bytes",
+        "alias_size_in_bytes",
+        "temp_size_in_bytes",
+        "generated_code_size_in_bytes",
+    )
     return {name: int(getattr(stats, name)) for name in names if hasattr(stats, name)}
 
 

@@ -22,15 +22,29 @@ import os
 import platform
 import shlex
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 SCHEMA_VERSION = 1
 
 # Distributions whose versions every result records (missing ones are left out).
-VERSIONED = ("nnjax", "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "flax", "optax", "orbax-checkpoint",
-             "numpy", "keras", "torch", "tensorflow-datasets", "grain")
+VERSIONED = (
+    "nnjax",
+    "jax",
+    "jaxlib",
+    "jax-cuda12-plugin",
+    "jax-cuda13-plugin",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "numpy",
+    "keras",
+    "torch",
+    "tensorflow-datasets",
+    "grain",
+)
 
 ENV_VARS = ("XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS", "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "NNJAX_PEAK_FLOPS")
 
@@ -121,20 +135,22 @@ def make_result(
     for i, r in enumerate(results):
         if "name" not in r:
             raise ValueError(f"make_result: result {i} must have a 'name'; got keys {sorted(r)}")
-    return to_json_safe({
-        "benchmark": benchmark,
-        "schema": SCHEMA_VERSION,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": command(argv),
-        "machine": machine(),
-        "device": device_info(),
-        "versions": versions(),
-        "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
-        "config": dict(config or {}),
-        "results": [{"status": "ok", **r} for r in results],
-        "ratios": dict(ratios or {}),
-        "notes": list(notes),
-    })
+    return to_json_safe(
+        {
+            "benchmark": benchmark,
+            "schema": SCHEMA_VERSION,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": command(argv),
+            "machine": machine(),
+            "device": device_info(),
+            "versions": versions(),
+            "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
+            "config": dict(config or {}),
+            "results": [{"status": "ok", **r} for r in results],
+            "ratios": dict(ratios or {}),
+            "notes": list(notes),
+        }
+    )
 
 
 def write_result(result: dict, out: str | None = None, *, stream=None) -> dict:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.monitoring
@@ -183,7 +184,7 @@ class CompileCounter:
         elif event == self.EVENT_TRACE:
             self.traces += 1
 
-    def __enter__(self) -> "CompileCounter":
+    def __enter__(self) -> CompileCounter:
         self._active = True
         jax.monitoring.register_event_duration_secs_listener(self._listen)
         return self
