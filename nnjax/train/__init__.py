@@ -5,7 +5,7 @@ them with `jax.jit`, `jax.vmap`, sharding or `shard_map` and nothing else.
 """
 
 from nnjax.train import losses, metrics, optimizers
-from nnjax.train.state import StepConfig, TrainState
+from nnjax.train.state import StepConfig, TrainState, stack_states, unstack_state
 from nnjax.train.steps import (
     apply_model,
     call_module,
@@ -30,7 +30,9 @@ __all__ = [
     "metrics",
     "optimizers",
     "predict_step",
+    "stack_states",
     "step_key",
     "train_step",
     "unpack_batch",
+    "unstack_state",
 ]

@@ -17,6 +17,12 @@ import optax
 EPSILON = 1e-7  # Keras's backend epsilon: probabilities are clipped to [eps, 1 - eps].
 
 
+def at_least_f32(a):
+    """Upcasts bfloat16/float16 (and integers) to float32; float64 stays float64."""
+    a = jnp.asarray(a)
+    return a.astype(jnp.promote_types(a.dtype, jnp.float32)) if a.dtype != jnp.float64 else a
+
+
 @dataclasses.dataclass(frozen=True)
 class Loss:
     """A named loss: `fn(y_true, y_pred) -> per-element losses`.
@@ -54,8 +60,8 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
         labels = jnp.squeeze(labels, axis)
     labels = labels.astype(jnp.int32)
     if from_logits:
-        return optax.softmax_cross_entropy_with_integer_labels(y_pred.astype(jnp.float32), labels)
-    probs = jnp.clip(y_pred.astype(jnp.float32), EPSILON, 1.0 - EPSILON)
+        return optax.softmax_cross_entropy_with_integer_labels(at_least_f32(y_pred), labels)
+    probs = jnp.clip(at_least_f32(y_pred), EPSILON, 1.0 - EPSILON)
     log_probs = jnp.log(probs / jnp.sum(probs, axis=axis, keepdims=True))
     return -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
 
@@ -67,8 +73,8 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         num_classes = y_true.shape[-1]
         y_true = y_true * (1.0 - label_smoothing) + label_smoothing / num_classes
     if from_logits:
-        return optax.softmax_cross_entropy(y_pred.astype(jnp.float32), y_true)
-    probs = jnp.clip(y_pred.astype(jnp.float32), EPSILON, 1.0 - EPSILON)
+        return optax.softmax_cross_entropy(at_least_f32(y_pred), y_true)
+    probs = jnp.clip(at_least_f32(y_pred), EPSILON, 1.0 - EPSILON)
     probs = probs / jnp.sum(probs, axis=axis, keepdims=True)
     return -jnp.sum(y_true * jnp.log(probs), axis=axis)
 
@@ -76,7 +82,7 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
 def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     """Binary cross-entropy averaged over the last axis, as Keras does."""
     y_true = jnp.asarray(y_true, jnp.float32)
-    y_pred = y_pred.astype(jnp.float32)
+    y_pred = at_least_f32(y_pred)
     if y_true.ndim == y_pred.ndim - 1:
         y_true = y_true[..., None]
     if label_smoothing:
@@ -93,7 +99,7 @@ def _match(y_true, y_pred):
     y_true = jnp.asarray(y_true, jnp.float32)
     if y_true.ndim == y_pred.ndim - 1:
         y_true = y_true[..., None]
-    return y_true, y_pred.astype(jnp.float32)
+    return y_true, at_least_f32(y_pred)
 
 
 def mean_squared_error(y_true, y_pred):
@@ -124,7 +130,7 @@ def hinge(y_true, y_pred):
 def kl_divergence(y_true, y_pred):
     """KL(y_true || y_pred) over the last axis."""
     y_true = jnp.clip(jnp.asarray(y_true, jnp.float32), EPSILON, 1.0)
-    y_pred = jnp.clip(y_pred.astype(jnp.float32), EPSILON, 1.0)
+    y_pred = jnp.clip(at_least_f32(y_pred), EPSILON, 1.0)
     return jnp.sum(y_true * jnp.log(y_true / y_pred), axis=-1)
 
 
@@ -211,10 +217,10 @@ def reduce_loss(per_element, sample_weight=None):
     Returns:
       A float32 scalar.
     """
-    per_element = per_element.astype(jnp.float32)
+    per_element = at_least_f32(per_element)
     if sample_weight is None:
         return jnp.mean(per_element)
-    weights = jnp.asarray(sample_weight, jnp.float32)
+    weights = jnp.asarray(sample_weight, per_element.dtype)
     weights = jnp.reshape(weights, weights.shape + (1,) * (per_element.ndim - weights.ndim))
     weights = jnp.broadcast_to(weights, per_element.shape)
     return jnp.sum(per_element * weights) / jnp.maximum(jnp.sum(weights), 1e-12)

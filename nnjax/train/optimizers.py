@@ -89,6 +89,20 @@ def clip_each_by_norm(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
+def _with_decoupled_weight_decay(factory: Callable, weight_decay: float) -> Callable[..., optax.GradientTransformation]:
+    """Keras's weight decay: `param -= learning_rate * weight_decay * param`, next to the optimizer's own update."""
+
+    def decayed(learning_rate):
+        def update_fn(updates, state, params=None):
+            if params is None:
+                raise ValueError("weight_decay: `update` needs the current params; call tx.update(grads, opt_state, params)")
+            return jax.tree.map(lambda u, p: u - (learning_rate * weight_decay * p).astype(u.dtype), updates, params), state
+
+        return optax.chain(factory(learning_rate), optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn))
+
+    return decayed
+
+
 def build(
     name: str,
     learning_rate: float | optax.Schedule | None = None,
@@ -98,6 +112,9 @@ def build(
     clipvalue: float | None = None,
     weight_decay: float | None = None,
     gradient_accumulation_steps: int | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
     **hyperparameters: Any,
 ) -> optax.GradientTransformation:
     """Builds a Keras-named optimizer as an optax transformation.
@@ -108,17 +125,32 @@ def build(
       clipnorm: clip each gradient tensor's norm (Keras semantics).
       global_clipnorm: clip the global norm of all gradients (`optax.clip_by_global_norm`).
       clipvalue: clip each gradient element to `[-clipvalue, clipvalue]`.
-      weight_decay: decoupled weight decay (AdamW for Adam; added to the update otherwise).
+      weight_decay: decoupled weight decay, as Keras: each update also subtracts
+        `learning_rate * weight_decay * param` (AdamW for Adam).
       gradient_accumulation_steps: average gradients over this many micro-batches
-        before applying them (`optax.MultiSteps`).
+        before applying them (`optax.MultiSteps`); clipping, weight decay and EMA
+        act on the averaged gradient, once per applied update, as in Keras.
+      use_ema, ema_momentum, ema_overwrite_frequency: keep an exponential moving
+        average of the weights in the optimizer state (`nnjax.train.ema`).
       **hyperparameters: Keras's per-optimizer arguments (`momentum`, `beta_1`, ...).
 
     Returns:
       An `optax.GradientTransformation`.
+
+    Raises:
+      ValueError: for an unknown name, more than one clipping argument or a bad
+        `gradient_accumulation_steps`.
     """
     name = name.lower()
     if name not in _DEFAULT_LR:
         raise ValueError(f"compile(optimizer=...): unknown optimizer {name!r}; expected one of {OPTIMIZERS} or an optax.GradientTransformation")
+    clipping = {k: v for k, v in (("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm), ("clipvalue", clipvalue)) if v is not None}
+    if len(clipping) > 1:
+        raise ValueError(f"optimizer {name!r}: only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set; got {clipping}")
+    if gradient_accumulation_steps is not None and (
+        isinstance(gradient_accumulation_steps, bool) or not isinstance(gradient_accumulation_steps, int) or gradient_accumulation_steps < 1
+    ):
+        raise ValueError(f"optimizer {name!r}: `gradient_accumulation_steps` must be an int >= 1 or None; got {gradient_accumulation_steps!r}")
     if learning_rate is None:
         learning_rate = _DEFAULT_LR[name]
     if weight_decay and name == "adam":
@@ -127,7 +159,10 @@ def build(
     elif name == "adamw" and weight_decay is not None:
         hyperparameters = {**hyperparameters, "weight_decay": weight_decay}
         weight_decay = None
-    tx = optax.inject_hyperparams(_base(name, **hyperparameters))(learning_rate=learning_rate)
+    base = _base(name, **hyperparameters)
+    if weight_decay:
+        base = _with_decoupled_weight_decay(base, weight_decay)
+    tx = optax.inject_hyperparams(base)(learning_rate=learning_rate)
     parts = []
     if clipvalue is not None:
         parts.append(optax.clip(clipvalue))
@@ -135,10 +170,12 @@ def build(
         parts.append(clip_each_by_norm(clipnorm))
     if global_clipnorm is not None:
         parts.append(optax.clip_by_global_norm(global_clipnorm))
-    if weight_decay:
-        parts.append(optax.add_decayed_weights(weight_decay))
     if parts:
         tx = optax.chain(*parts, tx)
+    if use_ema:
+        from nnjax.train.ema import with_ema
+
+        tx = with_ema(tx, ema_momentum, ema_overwrite_frequency)
     if gradient_accumulation_steps and gradient_accumulation_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=int(gradient_accumulation_steps)).gradient_transformation()
     return tx

@@ -29,12 +29,16 @@ class StepConfig:
         a function of `(y_true, y_pred)`: a VAE's KL term, a policy gradient.
       compute_dtype: dtype of the forward and backward pass (e.g. bfloat16 for
         mixed precision); parameters and optimizer state keep their own dtype.
+      nonfinite: None, "halt", "skip" or a `nonfinite.NonFinitePolicy`: what
+        `train_step` does with a non-finite loss, gradient or parameter (see
+        `nnjax.train.nonfinite`; the optimizer must then be `nonfinite.tracked`).
     """
 
     loss: losses_lib.Loss | None = None
     metrics: tuple[metrics_lib.Metric, ...] = ()
     loss_fn: Callable | None = None
     compute_dtype: Any = None
+    nonfinite: Any = None
 
 
 class TrainState(struct.PyTreeNode):
@@ -76,6 +80,7 @@ class TrainState(struct.PyTreeNode):
         loss_fn: Callable | None = None,
         compute_dtype=None,
         key=None,
+        nonfinite=None,
     ) -> "TrainState":
         """Splits a built Flax NNX module into a `TrainState`.
 
@@ -87,6 +92,7 @@ class TrainState(struct.PyTreeNode):
           loss_fn: optional objective `(outputs, batch) -> loss | (loss, aux)`.
           compute_dtype: e.g. `jnp.bfloat16` for mixed precision.
           key: a PRNG key or int seed for dropout; drawn from the global seed when None.
+          nonfinite: None, "halt" or "skip" (see `nnjax.train.nonfinite`); wraps `tx` in `nonfinite.tracked`.
 
         Returns:
           A `TrainState` at step 0.
@@ -94,12 +100,17 @@ class TrainState(struct.PyTreeNode):
         from nnjax.train import optimizers  # local: optimizers imports nothing from here
 
         tx = optimizers.get(tx)
+        if nonfinite is not None:
+            from nnjax.train import nonfinite as nonfinite_lib
+
+            nonfinite = nonfinite_lib.get_policy(nonfinite)
+            tx = nonfinite_lib.tracked(tx)
         graphdef, params, model_state = nnx.split(module, nnx.Param, ...)
         loss_obj = losses_lib.get(loss) if loss is not None else None
         if loss_obj is None and loss_fn is None:
             raise ValueError("TrainState.create: pass `loss` (a name or callable) or `loss_fn`; got neither")
         metric_objs = tuple(metrics_lib.get(m, loss_obj) for m in (metrics or ()))
-        config = StepConfig(loss=loss_obj, metrics=metric_objs, loss_fn=loss_fn, compute_dtype=compute_dtype)
+        config = StepConfig(loss=loss_obj, metrics=metric_objs, loss_fn=loss_fn, compute_dtype=compute_dtype, nonfinite=nonfinite)
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
@@ -116,4 +127,36 @@ class TrainState(struct.PyTreeNode):
         return nnx.merge(self.graphdef, self.params, self.model_state)
 
 
-__all__ = ["StepConfig", "TrainState"]
+def stack_states(states) -> TrainState:
+    """Stacks same-shaped `TrainState`s along a new leading axis, for `jax.vmap`.
+
+    Models built separately differ in static metadata (layer names in the graph
+    definition, optimizer objects), so `jax.tree.map(jnp.stack, ...)` refuses them;
+    this keeps the first state's static fields and stacks the arrays.
+
+    Raises:
+      ValueError: if the states do not have the same number, shapes and dtypes of arrays.
+    """
+    states = list(states)
+    if not states:
+        raise ValueError("stack_states: expected at least one TrainState; received none")
+    leaves0, treedef = jax.tree.flatten(states[0])
+    columns = [leaves0]
+    for index, other in enumerate(states[1:], start=1):
+        leaves = jax.tree.leaves(other)
+        if len(leaves) != len(leaves0) or any(jnp.shape(a) != jnp.shape(b) or jnp.result_type(a) != jnp.result_type(b)
+                                              for a, b in zip(leaves, leaves0)):
+            raise ValueError(
+                f"stack_states: state {index} does not match state 0: expected {len(leaves0)} arrays of shapes "
+                f"{[jnp.shape(a) for a in leaves0]}; received {len(leaves)} arrays of shapes {[jnp.shape(a) for a in leaves]}"
+            )
+        columns.append(leaves)
+    return jax.tree.unflatten(treedef, [jnp.stack(group) for group in zip(*columns)])
+
+
+def unstack_state(state: TrainState, index: int) -> TrainState:
+    """Member `index` of a stacked `TrainState`."""
+    return jax.tree.map(lambda a: a[index], state)
+
+
+__all__ = ["StepConfig", "TrainState", "stack_states", "unstack_state"]

@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from nnjax.train.losses import reduce_loss
+from nnjax.train import nonfinite, precision
+from nnjax.train.losses import at_least_f32, reduce_loss
 from nnjax.train.state import TrainState
 
 
@@ -91,7 +92,7 @@ def apply_model(state: TrainState, params, x, *, training: bool, key=None, model
     """
     compute_dtype = state.config.compute_dtype
     model_state = state.model_state if model_state is None else model_state
-    module = nnx.merge(state.graphdef, _cast_floats(params, compute_dtype), model_state)
+    module = nnx.merge(state.graphdef, _cast_floats(params, compute_dtype), model_state, copy=True)
     outputs = call_module(module, _cast_floats(x, compute_dtype), training=training, key=key)
     _, _, new_model_state = nnx.split(module, nnx.Param, ...)
     if compute_dtype is not None:
@@ -116,7 +117,7 @@ def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
         loss, aux = result if isinstance(result, tuple) else (result, {})
     else:
         loss = reduce_loss(config.loss(y, outputs), sample_weight)
-    return jnp.asarray(loss, jnp.float32), (outputs, new_model_state, dict(aux))
+    return at_least_f32(loss), (outputs, new_model_state, dict(aux))
 
 
 def compute_metrics(state: TrainState, batch, outputs, loss, aux=None) -> dict[str, jax.Array]:
@@ -149,12 +150,19 @@ def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Arra
     def objective(params):
         return compute_loss(state, params, batch, training=True, key=key)
 
+    scale = precision.loss_scale(state.opt_state)  # None (decided at trace time) unless float16 loss scaling is on
+    if scale is not None:
+        objective = precision.scale_objective(objective, scale)
     (loss, (outputs, new_model_state, aux)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    if scale is not None:
+        loss = loss / scale
     updates, new_opt_state = state.tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
     new_state = state.replace(
         step=state.step + 1, params=new_params, model_state=new_model_state, opt_state=new_opt_state
     )
+    if state.config.nonfinite is not None:  # see nnjax.train.nonfinite
+        new_state = nonfinite.guard(state, new_state, loss, grads if scale is None else None)
     return new_state, compute_metrics(state, batch, outputs, loss, aux)
 
 
