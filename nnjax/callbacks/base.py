@@ -6,16 +6,27 @@ Callbacks run between compiled steps, on the host, never inside them.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 
 class Callback:
     """Base class with Keras's hooks; override the ones you need.
+
+    Hooks run on the host between compiled executions. With
+    `steps_per_execution=k`, `on_train_batch_begin/end` run once per execution
+    (`batch` is the index of its first/last step). The batch-end `logs` are the
+    running means of the epoch so far; computing them costs a host sync, so
+    they are computed only when a callback overrides a batch-end hook, and not
+    at all for one whose `wants_batch_logs()` returns False for that batch
+    (`logs` is then None).
+
+    `get_state` / `set_state` carry counters and best values as JSON, so a
+    backup can resume a callback where it was.
 
     Attributes:
       model: the `nj.Model` being trained (set by `set_model`).
@@ -36,8 +47,12 @@ class Callback:
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs)  # Keras: the old name is called from the new one
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs)
+
     def on_test_begin(self, logs=None): ...
     def on_test_end(self, logs=None): ...
     def on_test_batch_begin(self, batch, logs=None): ...
@@ -47,12 +62,9 @@ class Callback:
     def on_predict_batch_begin(self, batch, logs=None): ...
     def on_predict_batch_end(self, batch, logs=None): ...
 
-    # Keras aliases
-    def on_batch_begin(self, batch, logs=None):
-        self.on_train_batch_begin(batch, logs)
-
-    def on_batch_end(self, batch, logs=None):
-        self.on_train_batch_end(batch, logs)
+    # Keras's older names for the training-batch hooks; override either name.
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
 
     def get_state(self) -> dict:
         """JSON-serialisable state to store in a backup (counters, best values)."""
@@ -63,12 +75,22 @@ class Callback:
 
 
 def overrides(callback: Callback, hook: str) -> bool:
-    """True if `callback` defines its own `hook` (so the loop must compute its logs)."""
+    """True if `callback` defines its own `hook` (so the loop must compute its logs).
+
+    A hook set on the instance (as `LambdaCallback` does) counts too.
+    """
+    if hook in vars(callback):
+        return True
     return getattr(type(callback), hook, None) is not getattr(Callback, hook, None)
 
 
 class History(Callback):
-    """Records every epoch's logs: `history.history["loss"]` is a list over epochs."""
+    """Records every epoch's logs: `history.history["loss"]` is a list over epochs.
+
+    Every key `fit` logs is recorded: the loss, the metrics, their "val_"
+    versions and, when the optimizer has one, "learning_rate" (the rate of the
+    epoch's last step).
+    """
 
     def __init__(self):
         super().__init__()
@@ -93,6 +115,8 @@ class History(Callback):
 
 
 def _format_value(value) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
     value = float(value)
     if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
         return f"{value:.4e}"
@@ -119,17 +143,20 @@ class Progbar:
     """Keras's progress bar: `12/60 ━━━━━━━━━━━━━━━━━━━━ 3s 52ms/step - loss: 0.4010`.
 
     In a terminal it redraws one line; when output is piped it writes only the
-    final line, so logs stay readable.
+    final line, so logs stay readable. `compact=True` is Keras's `verbose=2`
+    line: `60/60 - 3s - 52ms/step - loss: 0.4010`, with no bar.
     """
 
-    def __init__(self, target: int | None, width: int = 20, stream=None, interval: float = 0.05, dynamic=None):
+    def __init__(self, target: int | None, width: int = 20, stream=None, interval: float = 0.05, dynamic=None,
+                 compact: bool = False):
         self.target = target
         self.width = width
         self.stream = stream or sys.stdout
         self.interval = interval
         if dynamic is None:
             dynamic = (hasattr(self.stream, "isatty") and self.stream.isatty()) or "ipykernel" in sys.modules
-        self.dynamic = dynamic
+        self.dynamic = dynamic and not compact
+        self.compact = compact
         self.start = time.perf_counter()
         self.last_draw = 0.0
         self.last_len = 0
@@ -139,19 +166,23 @@ class Progbar:
 
     def line(self, current: int, values: dict, finalize: bool) -> str:
         elapsed = time.perf_counter() - self.start
+        per_step = elapsed / max(current, 1)
+        metrics = [f"{k}: {_format_value(v)}" for k, v in values.items()]
+        if self.compact:
+            return " - ".join([f"{current}/{self.target or current}", _format_time(elapsed), _format_per_step(per_step)] + metrics)
         if self.target:
             digits = int(math.log10(self.target)) + 1
-            done = int(self.width * current / self.target)
-            bar = f"{current:>{digits}}/{self.target} " + "\u2501" * done + "\u2500" * (self.width - done) if self.stream.encoding and "utf" in self.stream.encoding.lower() else f"{current:>{digits}}/{self.target} " + "=" * done + "." * (self.width - done)
+            done = min(int(self.width * current / self.target), self.width)
+            encoding = getattr(self.stream, "encoding", None) or ""
+            full, empty = ("\u2501", "\u2500") if "utf" in encoding.lower() else ("=", ".")
+            bar = f"{current:>{digits}}/{self.target} " + full * done + empty * (self.width - done)
         else:
             bar = f"{current}/Unknown"
-        per_step = elapsed / max(current, 1)
         if finalize or not self.target:
             timing = f"{_format_time(elapsed)} {_format_per_step(per_step)}"
         else:
             timing = f"{_format_time(per_step * (self.target - current))} {_format_per_step(per_step)}"
-        parts = [f"{bar} {timing}"] + [f"{k}: {_format_value(v)}" for k, v in values.items()]
-        return " - ".join(parts)
+        return " - ".join([f"{bar} {timing}"] + metrics)
 
     def update(self, current: int, values: dict, finalize: bool = False) -> None:
         if not finalize and not self.due():
@@ -180,7 +211,8 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.stream.write(f"Epoch {epoch + 1}/{self.params.get('epochs')}\n")
         self.stream.flush()
-        self.bar = Progbar(self.params.get("steps"), stream=self.stream, dynamic=None if self.verbose == 1 else False)
+        self.bar = Progbar(self.params.get("steps"), stream=self.stream, dynamic=None if self.verbose == 1 else False,
+                           compact=self.verbose != 1)
         self.seen = 0
 
     def wants_batch_logs(self) -> bool:
@@ -217,14 +249,19 @@ class CallbackList:
             cb.set_model(model)
             cb.set_params(params)
         self.batch_end_hooks = [cb for cb in callbacks if overrides(cb, "on_train_batch_end") or overrides(cb, "on_batch_end")]
+        # A callback that changes the learning rate sets `logs_learning_rate = True`: fit then puts the rate in the
+        # epoch logs before any on_epoch_end, so History (which runs first) records it.
+        self.logs_learning_rate = any(getattr(cb, "logs_learning_rate", False) for cb in callbacks)
 
     def needs_batch_logs(self) -> bool:
-        """True if some callback will read this step's logs (forces a host sync)."""
+        """True if some callback will read this step's logs (forces a host sync).
+
+        A callback that reads them only now and then defines `wants_batch_logs()`;
+        one that does not is asked every time.
+        """
         for cb in self.batch_end_hooks:
-            if isinstance(cb, ProgbarLogger):
-                if cb.wants_batch_logs():
-                    return True
-            else:
+            wants = getattr(cb, "wants_batch_logs", None)
+            if wants is None or wants():
                 return True
         return False
 

@@ -22,17 +22,17 @@ from nnjax.data.arrays import ArraySource, split_validation
 from nnjax.layers.base import Layer, shape_str, unique_name
 from nnjax.shell import checks
 from nnjax.shell.sequential import LinenLayer, SequentialModule, is_linen
+from nnjax.train import ema as ema_lib
 from nnjax.train import losses as losses_lib
 from nnjax.train import metrics as metrics_lib
+from nnjax.train import nonfinite as nonfinite_lib
 from nnjax.train import optimizers as optimizers_lib
-from nnjax.train import steps
+from nnjax.train import precision, steps
 from nnjax.train.state import StepConfig, TrainState
 from nnjax.utils.random import as_key, next_seed
 
 # In-memory datasets up to this size live on the device for the whole fit.
 DEVICE_RESIDENT_BYTES = 2 << 30
-
-DTYPE_POLICIES = {"float32": None, "mixed_bfloat16": jnp.bfloat16, "bfloat16": jnp.bfloat16, "mixed_float16": jnp.float16}
 
 
 @dataclasses.dataclass
@@ -47,6 +47,8 @@ class CompileConfig:
     compute_dtype: Any
     distribution: Any
     seed: int
+    nonfinite: Any = None  # an nnjax.train.nonfinite.NonFinitePolicy or None
+    log_learning_rate: bool = False  # the optimizer's rate is a schedule: log it each epoch
 
 
 def _tree_bytes(tree) -> int:
@@ -174,6 +176,7 @@ class Model:
         distribution=None,
         seed=None,
         jit_compile: bool = True,
+        nonfinite=None,
     ) -> None:
         """Configures training, as Keras's `compile`.
 
@@ -185,10 +188,14 @@ class Model:
           loss_fn: a custom objective `fn(outputs, batch) -> loss | (loss, aux)`
             used instead of `loss`.
           steps_per_execution: steps per compiled dispatch (`lax.scan`).
-          dtype_policy: "float32", "mixed_bfloat16" or "mixed_float16".
+          dtype_policy: "float32", "mixed_bfloat16" or "mixed_float16" (bf16/fp16
+            compute; float32 parameters, optimizer state and loss; "mixed_float16"
+            adds dynamic loss scaling, see `nnjax.train.precision`).
           distribution: an `nj.parallel` strategy (e.g. `DataParallel()`).
           seed: shuffling and dropout seed (int or key); global seed when None.
           jit_compile: accepted for Keras compatibility; steps are always compiled.
+          nonfinite: None (no check, no cost), "halt" or "skip": what to do with a
+            non-finite loss, gradient or parameter (see `nnjax.train.nonfinite`).
 
         Raises:
           ValueError / TypeError: for unknown names, before anything is compiled.
@@ -201,8 +208,13 @@ class Model:
         metric_objs = tuple(metrics_lib.get(m, loss_obj) for m in (metrics or []))
         if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) or steps_per_execution < 1:
             raise ValueError(f"compile: `steps_per_execution` must be a positive int; got {steps_per_execution!r}")
-        if dtype_policy is not None and dtype_policy not in DTYPE_POLICIES:
-            raise ValueError(f"compile: unknown dtype_policy {dtype_policy!r}; expected one of {sorted(DTYPE_POLICIES)}")
+        log_learning_rate = optimizers_lib.has_schedule(tx)
+        policy = precision.get_policy(dtype_policy)
+        if policy.loss_scaling:
+            tx = precision.dynamic_loss_scale(tx)
+        nonfinite_policy = nonfinite_lib.get_policy(nonfinite)
+        if nonfinite_policy is not None:
+            tx = nonfinite_lib.tracked(tx)
         data_seed = next_seed() if seed is None else (int(seed) if isinstance(seed, (int, np.integer)) else int(np.asarray(as_key(seed))[-1]))
         self._compiled = CompileConfig(
             tx=tx,
@@ -210,9 +222,11 @@ class Model:
             metrics=metric_objs,
             loss_fn=loss_fn,
             steps_per_execution=steps_per_execution,
-            compute_dtype=DTYPE_POLICIES.get(dtype_policy),
+            compute_dtype=policy.compute_dtype,
             distribution=distribution,
             seed=data_seed,
+            nonfinite=nonfinite_policy,
+            log_learning_rate=log_learning_rate,
         )
         self._train_state = None
         self._fns = {}
@@ -245,7 +259,8 @@ class Model:
             rng=jax.random.PRNGKey(config.seed),
             graphdef=graphdef,
             tx=config.tx,
-            config=StepConfig(loss=config.loss, metrics=config.metrics, loss_fn=config.loss_fn, compute_dtype=config.compute_dtype),
+            config=StepConfig(loss=config.loss, metrics=config.metrics, loss_fn=config.loss_fn, compute_dtype=config.compute_dtype,
+                              nonfinite=config.nonfinite),
         )
         if config.distribution is not None:
             state = config.distribution.place_state(state)
@@ -299,12 +314,19 @@ class Model:
         def constrain(batch):
             return batch if distribution is None else distribution.constrain_batch(batch)
 
+        skip_nonfinite = self._compiled is not None and self._compiled.nonfinite is not None and self._compiled.nonfinite.mode == "skip"
+
+        def accumulate_train(totals, metrics, weight):
+            if skip_nonfinite:  # a skipped step does not turn the epoch's mean into NaN
+                metrics, weight = nonfinite_lib.mask_metrics(metrics, weight)
+            return _accumulate(totals, metrics, weight)
+
         def train_scan(state, totals, batches):
             def body(carry, batch):
                 state, totals = carry
                 batch = constrain(batch)
                 state, metrics = steps.train_step(state, batch)
-                return (state, _accumulate(totals, metrics, _batch_size(batch))), None
+                return (state, accumulate_train(totals, metrics, _batch_size(batch))), None
 
             return jax.lax.scan(body, (state, totals), batches)[0]
 
@@ -317,7 +339,7 @@ class Model:
                 state, totals = carry
                 batch = constrain(batch)
                 state, metrics = steps.train_step(state, batch)
-                return state, _accumulate(totals, metrics, batch_size)
+                return state, accumulate_train(totals, metrics, batch_size)
 
             return jax.lax.scan(body, (state, totals), jnp.arange(num_steps))[0]
 
@@ -490,14 +512,19 @@ class Model:
                 epoch_logs = self._train_epoch(source, device_data, epoch, start_step, steps_total, names, callback_list)
                 start_step = 0
                 if val_source is not None and (epoch + 1) % validation_freq == 0 and not self.stop_training_now:
+                    callback_list.call("on_test_begin", None)
                     val_logs = self._evaluate_source(val_source)
+                    callback_list.call("on_test_end", val_logs)
                     epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                epoch_logs.update(self._optimizer_logs(callback_list))
                 callback_list.call("on_epoch_end", epoch, epoch_logs)
                 self.fit_position = {"epoch": epoch + 1, "step": 0}
                 if self.stop_training:
                     break
         finally:
             self._sync_module()
+        if ema_lib.ema_params(self._train_state.opt_state) is not None:  # as Keras with use_ema: fit ends on the EMA weights
+            self.state = ema_lib.finalize(self._train_state)
         callback_list.call("on_train_end", epoch_logs)
         return self.history
 
@@ -558,7 +585,24 @@ class Model:
             raise ValueError("fit: the dataset yielded no batches: expected at least one batch per epoch; received 0")
         return _means(self._totals)
 
+    def _optimizer_logs(self, callback_list) -> dict:
+        """`learning_rate` (when a schedule or a callback changes it) and, under nonfinite="skip", `skipped_steps`."""
+        logs = {}
+        opt_state = self._train_state.opt_state
+        logged = self._compiled.log_learning_rate or callback_list.logs_learning_rate
+        rate = optimizers_lib.get_learning_rate(opt_state) if logged else None
+        if rate is not None:
+            logs["learning_rate"] = float(np.asarray(rate))
+        if self._compiled.nonfinite is not None and self._compiled.nonfinite.mode == "skip":
+            logs["skipped_steps"] = nonfinite_lib.skipped_steps(opt_state)
+        return logs
+
     def _after_execution(self, state, totals, step, n, epoch, callback_list) -> int:
+        if self._compiled.nonfinite is not None:  # one host sync per execution, only with a policy
+            error = nonfinite_lib.halt_error(state)
+            if error is not None:
+                self._train_state = nonfinite_lib.clear_halt(state)
+                raise error
         self._train_state = state
         self._totals = totals
         step += n

@@ -82,22 +82,36 @@ def ema_params(opt_state):
     return found[0].ema if found else None
 
 
+def _require_ema(state, what: str):
+    ema = ema_params(state.opt_state)
+    if ema is None:
+        raise ValueError(f"ema.{what}: the optimizer keeps no EMA of the weights; build it with use_ema=True or ema.with_ema(tx)")
+    return ema
+
+
+def set_ema(opt_state, ema):
+    """`opt_state` with the moving average replaced by `ema` (same structure as the params)."""
+    return jax.tree.map(lambda node: node._replace(ema=ema) if _is_ema(node) else node, opt_state, is_leaf=_is_ema)
+
+
 def swap(state):
     """A `TrainState` with the parameters and their EMA exchanged (swap twice to undo).
 
     Raises:
       ValueError: if the optimizer keeps no EMA.
     """
-    ema = ema_params(state.opt_state)
-    if ema is None:
-        raise ValueError("ema.swap: the optimizer keeps no EMA of the weights; build it with use_ema=True or ema.with_ema(tx)")
-    params = state.params
-
-    def replace(node):
-        return node._replace(ema=params) if _is_ema(node) else node
-
-    opt_state = jax.tree.map(replace, state.opt_state, is_leaf=_is_ema)
-    return state.replace(params=ema, opt_state=opt_state)
+    ema = _require_ema(state, "swap")
+    return state.replace(params=ema, opt_state=set_ema(state.opt_state, state.params))
 
 
-__all__ = ["EmaState", "ema_params", "swap", "with_ema"]
+def finalize(state):
+    """A `TrainState` whose parameters are the EMA (the average itself is kept), as Keras at the end of `fit`.
+
+    Raises:
+      ValueError: if the optimizer keeps no EMA.
+    """
+    ema = _require_ema(state, "finalize")
+    return state.replace(params=jax.tree.map(lambda e: jnp.array(e, copy=True), ema))
+
+
+__all__ = ["EmaState", "ema_params", "finalize", "set_ema", "swap", "with_ema"]

@@ -129,7 +129,7 @@ def _leaf_nonfinite(trees) -> jax.Array:
     """bool[num_leaves]: leaf i of any tree in `trees` (same structure) has a non-finite element."""
     flat = [jax.tree.leaves(tree) for tree in trees]
     flags = []
-    for leaves in zip(*flat):
+    for leaves in zip(*flat, strict=True):
         flags.append(jnp.any(jnp.stack([~all_finite(leaf) for leaf in leaves])))
     return jnp.stack(flags) if flags else jnp.zeros((0,), bool)
 

@@ -8,6 +8,7 @@ between steps without recompiling.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 import jax
@@ -178,7 +179,21 @@ def build(
         tx = with_ema(tx, ema_momentum, ema_overwrite_frequency)
     if gradient_accumulation_steps and gradient_accumulation_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=int(gradient_accumulation_steps)).gradient_transformation()
+    if callable(learning_rate):
+        _SCHEDULED.add(tx.update)
     return tx
+
+
+# `update` functions of the transformations `build` made with a learning-rate schedule: fit logs their rate.
+_SCHEDULED: weakref.WeakSet = weakref.WeakSet()
+
+
+def has_schedule(tx) -> bool:
+    """True if `tx` was built by nnjax with a schedule as its learning rate (so the rate changes every step)."""
+    try:
+        return getattr(tx, "update", None) in _SCHEDULED
+    except TypeError:  # an update function that cannot be weakly referenced
+        return False
 
 
 def get(identifier) -> optax.GradientTransformation:
@@ -199,9 +214,17 @@ def get(identifier) -> optax.GradientTransformation:
     )
 
 
+# optax.inject_hyperparams builds InjectStatefulHyperparamsState since optax 0.2.5; older states are InjectHyperparamsState.
+_INJECT_STATES = tuple(t for t in (getattr(optax, "InjectHyperparamsState", None), getattr(optax, "InjectStatefulHyperparamsState", None)) if t)
+
+
+def _is_inject_state(s) -> bool:
+    return isinstance(s, _INJECT_STATES)
+
+
 def _hyperparam_states(opt_state):
-    leaves = jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, optax.InjectHyperparamsState))
-    return [s for s in leaves if isinstance(s, optax.InjectHyperparamsState) and "learning_rate" in s.hyperparams]
+    leaves = jax.tree.leaves(opt_state, is_leaf=_is_inject_state)
+    return [s for s in leaves if _is_inject_state(s) and "learning_rate" in s.hyperparams]
 
 
 def get_learning_rate(opt_state):
@@ -223,7 +246,7 @@ def set_learning_rate(opt_state, value):
     found = []
 
     def replace(s):
-        if isinstance(s, optax.InjectHyperparamsState) and "learning_rate" in s.hyperparams:
+        if _is_inject_state(s) and "learning_rate" in s.hyperparams:
             found.append(True)
             old = s.hyperparams["learning_rate"]
             hyperparams = dict(s.hyperparams)
@@ -231,7 +254,7 @@ def set_learning_rate(opt_state, value):
             return s._replace(hyperparams=hyperparams)
         return s
 
-    new = jax.tree.map(replace, opt_state, is_leaf=lambda s: isinstance(s, optax.InjectHyperparamsState))
+    new = jax.tree.map(replace, opt_state, is_leaf=_is_inject_state)
     if not found:
         raise ValueError(
             "set_learning_rate: the optimizer state has no injected learning rate; build the optimizer with "
@@ -295,5 +318,6 @@ __all__ = [
     "clip_each_by_norm",
     "get",
     "get_learning_rate",
+    "has_schedule",
     "set_learning_rate",
 ]

@@ -15,7 +15,7 @@ cases (e.g. `PiecewiseConstantDecay` switches *after* a boundary).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import optax

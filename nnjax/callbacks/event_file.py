@@ -1,0 +1,126 @@
+"""TensorBoard event files, written without TensorFlow (or tensorboard) installed.
+
+An event file is a TFRecord stream of `tensorflow.Event` protocol buffers.
+Scalars need only a handful of fields, so they are encoded here by hand:
+
+    Event   { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5; }
+    Summary { repeated Value value = 1; }
+    Value   { string tag = 1; float simple_value = 2; }
+
+and each record is framed as TFRecord does: `uint64 length`, `uint32
+masked_crc32c(length)`, the bytes, `uint32 masked_crc32c(bytes)`, all little-endian.
+TensorBoard's own reader (`EventAccumulator`) parses the result; the tests check it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), the checksum TFRecord uses."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes) -> int:
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # int64 as protobuf encodes it (two's complement for negatives)
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def _key(field: int, wire_type: int) -> bytes:
+    return _varint((field << 3) | wire_type)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _key(field, 2) + _varint(len(payload)) + payload
+
+
+def encode_event(wall_time: float, step: int = 0, *, file_version: str | None = None, scalars: dict | None = None) -> bytes:
+    """One serialized `Event` with a file version or scalar values."""
+    out = _key(1, 1) + struct.pack("<d", wall_time) + _key(2, 0) + _varint(int(step))
+    if file_version is not None:
+        out += _length_delimited(3, file_version.encode())
+    if scalars:
+        values = b"".join(
+            _length_delimited(1, _length_delimited(1, str(tag).encode()) + _key(2, 5) + struct.pack("<f", float(value)))
+            for tag, value in scalars.items()
+        )
+        out += _length_delimited(5, values)
+    return out
+
+
+def frame_record(data: bytes) -> bytes:
+    """A TFRecord: length, its masked CRC, the data, its masked CRC."""
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", masked_crc32c(length)) + data + struct.pack("<I", masked_crc32c(data))
+
+
+class EventFileWriter:
+    """Appends scalar events to a new `events.out.tfevents.*` file in `log_dir`.
+
+    Args:
+      log_dir: the folder (created if missing); TensorBoard shows one run per folder.
+    """
+
+    _count = 0
+
+    def __init__(self, log_dir: str | os.PathLike):
+        self.log_dir = os.fspath(log_dir)
+        os.makedirs(self.log_dir, exist_ok=True)
+        EventFileWriter._count += 1
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{EventFileWriter._count}.v2"
+        self.path = os.path.join(self.log_dir, name)
+        self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
+        self._file.write(frame_record(encode_event(time.time(), 0, file_version="brain.Event:2")))
+        self._file.flush()
+
+    def add_scalars(self, scalars: dict, step: int) -> None:
+        """Writes `{tag: value}` at `step` (values are stored as float32)."""
+        if self._file is None:
+            raise ValueError(f"EventFileWriter: {self.path} is closed")
+        if scalars:
+            self._file.write(frame_record(encode_event(time.time(), step, scalars=scalars)))
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+__all__ = ["EventFileWriter", "crc32c", "encode_event", "frame_record", "masked_crc32c"]

@@ -1,0 +1,119 @@
+"""`TensorBoard`: scalar logs per epoch and every N steps, written without TensorFlow."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from nnjax.callbacks.base import Callback
+from nnjax.callbacks.event_file import EventFileWriter
+
+
+class TensorBoard(Callback):
+    """Writes training curves for TensorBoard, laid out as Keras does.
+
+    `log_dir/train` gets "epoch_loss", "epoch_<metric>", "epoch_learning_rate"
+    (step = epoch index) and, with `update_freq`, "batch_loss", "batch_<metric>"
+    (step = training step, the running means of the epoch so far);
+    `log_dir/validation` gets the "val_" values under the same "epoch_" tags, so
+    TensorBoard draws training and validation on one chart.
+
+    Args:
+      log_dir: the folder to write to (`tensorboard --logdir log_dir`).
+      update_freq: "epoch" (only per-epoch scalars), "batch" (every step) or an
+        int N (every N steps; with `steps_per_execution`, at the first execution
+        that reaches it). Each batch write costs a host sync.
+      write_steps_per_second: also log "epoch_steps_per_second".
+      histogram_freq, write_graph, write_images, profile_batch, embeddings_freq:
+        Keras arguments; only their "off" values are accepted (nnjax writes scalars).
+
+    Raises:
+      ValueError: for a bad `update_freq` or a feature that is switched on but not written.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike = "logs",
+        histogram_freq: int = 0,
+        write_graph: bool = True,
+        write_images: bool = False,
+        write_steps_per_second: bool = False,
+        update_freq="epoch",
+        profile_batch=0,
+        embeddings_freq: int = 0,
+    ):
+        super().__init__()
+        del write_graph  # the graph is not written; accepted because it is on by default in Keras
+        for name, value in (("histogram_freq", histogram_freq), ("write_images", write_images),
+                            ("profile_batch", profile_batch), ("embeddings_freq", embeddings_freq)):
+            if value:
+                raise ValueError(f"TensorBoard: `{name}` is not supported (nnjax writes scalars only); got {value!r}")
+        if update_freq == "batch":
+            update_freq = 1
+        if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1):
+            raise ValueError(f"TensorBoard: `update_freq` must be 'epoch', 'batch' or a positive int; got {update_freq!r}")
+        self.log_dir = os.fspath(log_dir)
+        self.update_freq = update_freq
+        self.write_steps_per_second = write_steps_per_second
+        self._writers: dict[str, EventFileWriter] = {}
+        self._last_written = 0
+        self._epoch_start = 0.0
+        self._epoch_first_step = 0
+        self._epoch_global_start = 0
+        self._global = 0
+
+    def _writer(self, run: str) -> EventFileWriter:
+        if run not in self._writers:
+            self._writers[run] = EventFileWriter(os.path.join(self.log_dir, run))
+        return self._writers[run]
+
+    def _global_step(self) -> int:
+        """The training step reached, counted on the host (no device sync)."""
+        return self._epoch_global_start + int(self.model.fit_position.get("step", 0)) - self._epoch_first_step
+
+    def on_train_begin(self, logs=None):
+        self._global = int(np.asarray(self.model.state.step))  # one read: a resumed run continues its curves
+        self._last_written = self._global
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._epoch_first_step = int(self.model.fit_position.get("step", 0))
+        self._epoch_global_start = self._global
+
+    def wants_batch_logs(self) -> bool:
+        if self.update_freq == "epoch":
+            return False
+        step = self._global_step()
+        return step // self.update_freq > self._last_written // self.update_freq
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.update_freq == "epoch" or logs is None or not self.wants_batch_logs():
+            return
+        step = self._global = self._global_step()
+        self._writer("train").add_scalars({f"batch_{k}": v for k, v in logs.items()}, step)
+        self._last_written = step
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        self._global = self._global_step()
+        train = {f"epoch_{k}": v for k, v in logs.items() if not k.startswith("val_")}
+        if self.write_steps_per_second:
+            steps = int(self.model.fit_position.get("step", 0)) - self._epoch_first_step
+            elapsed = time.perf_counter() - self._epoch_start
+            train["epoch_steps_per_second"] = steps / elapsed if elapsed > 0 else 0.0
+        self._writer("train").add_scalars(train, epoch)
+        val = {f"epoch_{k[4:]}": v for k, v in logs.items() if k.startswith("val_")}
+        if val:
+            self._writer("validation").add_scalars(val, epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
+__all__ = ["TensorBoard"]
