@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -73,7 +74,7 @@ class ArraySource:
     def batch_indices(self, epoch: int) -> list[np.ndarray]:
         """Index arrays of every batch of `epoch`, in order."""
         order = self.order(epoch)
-        return [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(self.steps_per_epoch)]
+        return [order[i * self.batch_size : (i + 1) * self.batch_size] for i in range(self.steps_per_epoch)]
 
     def take(self, idx: np.ndarray) -> tuple:
         """The batch `(x, y, sample_weight)` at indices `idx` (None parts stay None)."""
@@ -87,6 +88,22 @@ class ArraySource:
     def peek(self) -> tuple:
         """The first `min(batch_size, N)` examples, unshuffled (for building and checks)."""
         return self.take(np.arange(min(self.batch_size, self.num_examples)))
+
+    def fingerprint(self) -> dict:
+        """What a saved position is only valid for (stored in `DataIterator.get_state()`)."""
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "num_examples": self.num_examples,
+            "shuffle": self.shuffle,
+            "drop_remainder": self.drop_remainder,
+        }
+
+    def iterator(self, state: dict | None = None, *, num_epochs: int | None = None):
+        """A `DataIterator` over successive epochs, whose position is `get_state()`/`set_state()`."""
+        from nnjax.data.pipeline import DataIterator
+
+        return DataIterator(self, state, num_epochs=num_epochs)
 
 
 def split_validation(x, y, sample_weight, validation_split: float):

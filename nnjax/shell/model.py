@@ -373,7 +373,10 @@ class Model:
             return x
         from nnjax import data as data_lib
 
-        adapted = data_lib.adapt(x, y, sample_weight=sample_weight, batch_size=batch_size, shuffle=shuffle, seed=self._seed_for_data()) if hasattr(data_lib, "adapt") else None
+        try:  # generators and TFDS / Grain sources become batch sources; arrays give None
+            adapted = data_lib.adapt(x, y, sample_weight=sample_weight, batch_size=batch_size, shuffle=shuffle, seed=self._seed_for_data())
+        except ValueError as err:
+            raise ValueError(f"{what}: {err}") from err
         if adapted is not None:
             return adapted
         x = checks.as_array_tree(x, "x")
@@ -420,7 +423,8 @@ class Model:
 
     def _put_batches(self, batches: list[tuple]):
         """Stacks host batches to `(k, B, ...)` and places them (sharded under a distribution)."""
-        stacked = tuple(None if batches[0][i] is None else jax.tree.map(lambda *a: np.stack(a), *[b[i] for b in batches]) for i in range(3))
+        stack = (lambda a: np.expand_dims(a, 0)) if len(batches) == 1 else (lambda *a: np.stack(a))  # one batch: a view, no copy
+        stacked = tuple(None if batches[0][i] is None else jax.tree.map(stack, *[b[i] for b in batches]) for i in range(3))
         distribution = self.distribution
         if distribution is not None:
             return distribution.place_batches(stacked)
@@ -558,29 +562,18 @@ class Model:
                     state, totals = self._fn("train_scan")(self._train_state, totals, self._put_batches([source.take(idx)]))
                 step = self._after_execution(state, totals, step, n, epoch, callback_list)
         else:
-            pending: list = []
-            for batch in source.batches(epoch, start_step):
-                if step + len(pending) >= steps_total:
-                    break
-                pending.append(batch)
-                size = _batch_size(batch)
-                if len(pending) < k and (not pending or size == _batch_size(pending[0])) and step + len(pending) < steps_total:
-                    continue
-                group = pending
-                if _batch_size(group[-1]) != _batch_size(group[0]):  # a short last batch runs on its own
-                    group, pending = group[:-1], group[-1:]
-                else:
-                    pending = []
-                for g in ([group] if group else []):
+            from nnjax.data.prefetch import group_executions, prefetch_to_device
+
+            # Groups of up to k equal-size batches (a short last batch alone), stacked and placed on a
+            # background thread two executions ahead (double buffering) while the current one trains.
+            groups = group_executions(source.batches(epoch, start_step), k, None if steps_total is None else steps_total - start_step)
+            with prefetch_to_device(groups, put=lambda g: (len(g), self._put_batches(g)), size=2) as placed_groups:
+                for n, placed in placed_groups:
                     callback_list.call("on_train_batch_begin", step, None)
-                    state, totals = self._fn("train_scan")(self._train_state, totals, self._put_batches(g))
-                    step = self._after_execution(state, totals, step, len(g), epoch, callback_list)
-                if self.stop_training:
-                    break
-            if pending and not self.stop_training:
-                callback_list.call("on_train_batch_begin", step, None)
-                state, totals = self._fn("train_scan")(self._train_state, totals, self._put_batches(pending))
-                step = self._after_execution(state, totals, step, len(pending), epoch, callback_list)
+                    state, totals = self._fn("train_scan")(self._train_state, totals, placed)
+                    step = self._after_execution(state, totals, step, n, epoch, callback_list)
+                    if self.stop_training:
+                        break
         if step == start_step and start_step == 0:
             raise ValueError("fit: the dataset yielded no batches: expected at least one batch per epoch; received 0")
         return _means(self._totals)
