@@ -1,0 +1,385 @@
+"""`CheckpointManager`: numbered checkpoints for a training loop, with retention, async saves and fallback.
+
+    <directory>/<step>/                       one committed checkpoint per saved step
+    <directory>/<step>.orbax-checkpoint-tmp   a save in progress (or interrupted: removed at the next start)
+    <directory>/quarantine/<step>-<n>/        checkpoints found corrupt, moved aside, never deleted
+
+A step is committed once its manifest exists (see `nnjax.checkpoint.manifest`).
+Retention runs only after a new step is committed, so a crash at any moment
+leaves at least one committed checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import threading
+import warnings
+from typing import Any, NamedTuple
+
+from nnjax.checkpoint import core
+from nnjax.checkpoint import manifest as manifest_lib
+from nnjax.checkpoint.errors import CheckpointCorruptError, CheckpointSaveError, UntrustedCheckpointError, describe
+
+log = logging.getLogger(__name__)
+
+
+class Restored(NamedTuple):
+    """What `CheckpointManager.restore` returns.
+
+    Attributes:
+      step: the step restored.
+      state: the restored tree (same type as the target).
+      metadata: the JSON metadata saved with it.
+      metrics: the metrics saved with it.
+      skipped: `((step, reason), ...)` for newer checkpoints that failed verification.
+    """
+
+    step: int
+    state: Any
+    metadata: dict
+    metrics: dict
+    skipped: tuple
+
+
+class CheckpointManager:
+    """Saves a training loop's state every N steps; keeps the last N and the best K; restores the latest good one.
+
+    Args:
+      directory: folder holding one sub-folder per saved step (created if needed).
+      max_to_keep: how many of the most recent steps to keep (None keeps all).
+        The latest committed step is never deleted.
+      keep_best: also keep this many steps with the best `best_metric`.
+      best_metric: the name of a metric passed to `save(metrics=...)`.
+      best_mode: "min" or "max".
+      save_interval_steps: `save` writes only steps that are multiples of this
+        (unless `force=True`).
+      async_save: write in the background: `save` returns once the arrays are
+        copied to host memory. A background failure is raised by the next `save`,
+        `wait_until_finished` or `close`, never dropped.
+      fsync: flush every file to disk before committing a step.
+      max_elements: the cap on array sizes a checkpoint may claim (see `restore`).
+
+    Example:
+      >>> with nj.checkpoint.CheckpointManager("/tmp/run", max_to_keep=3) as mngr:
+      ...     start = 0
+      ...     if mngr.latest_step() is not None:
+      ...         r = mngr.restore(target=state)
+      ...         state, start = r.state, r.step
+      ...     for step in range(start, num_steps):
+      ...         state, metrics = train_step(state, next(batches))
+      ...         mngr.save(step + 1, state, metrics={"loss": metrics["loss"]})
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int | None = None, keep_best: int = 0,
+                 best_metric: str | None = None, best_mode: str = "min", save_interval_steps: int = 1,
+                 async_save: bool = True, fsync: bool = True, max_elements: int | None = None):
+        if max_to_keep is not None and (isinstance(max_to_keep, bool) or not isinstance(max_to_keep, int) or max_to_keep < 1):
+            raise ValueError(f"CheckpointManager: `max_to_keep` must be None or an int >= 1; got {max_to_keep!r}")
+        if isinstance(keep_best, bool) or not isinstance(keep_best, int) or keep_best < 0:
+            raise ValueError(f"CheckpointManager: `keep_best` must be an int >= 0; got {keep_best!r}")
+        if keep_best and not best_metric:
+            raise ValueError("CheckpointManager: `keep_best` needs `best_metric`, the name of a metric passed to save(metrics=...)")
+        if best_mode not in ("min", "max"):
+            raise ValueError(f"CheckpointManager: `best_mode` must be 'min' or 'max'; got {best_mode!r}")
+        if isinstance(save_interval_steps, bool) or not isinstance(save_interval_steps, int) or save_interval_steps < 1:
+            raise ValueError(f"CheckpointManager: `save_interval_steps` must be an int >= 1; got {save_interval_steps!r}")
+        self.directory = os.path.abspath(os.fspath(directory))
+        self.max_to_keep = max_to_keep
+        self.keep_best = keep_best
+        self.best_metric = best_metric
+        self.best_mode = best_mode
+        self.save_interval_steps = save_interval_steps
+        self.async_save = async_save
+        self.fsync = fsync
+        self.max_elements = max_elements
+        os.makedirs(self.directory, exist_ok=True)
+        self._lock = threading.RLock()
+        self._checkpointer = None
+        self._in_flight: int | None = None
+        self._bad_steps: set[int] = set()
+        self._metrics: dict[int, dict] = {}
+        self._closed = False
+        self._cleanup()
+
+    # ------------------------------------------------------------------ listing
+    def _step_folder(self, step: int) -> str:
+        return os.path.join(self.directory, str(int(step)))
+
+    def _scan(self) -> tuple[list[int], list[str]]:
+        """(committed steps ascending, uncommitted entries: tmp folders and step folders without a manifest)."""
+        committed, uncommitted = [], []
+        for name in os.listdir(self.directory):
+            full = os.path.join(self.directory, name)
+            if core.TMP_MARKER in name:
+                uncommitted.append(name)
+            elif name.isdigit() and os.path.isdir(full) and not os.path.islink(full):
+                if os.path.lexists(os.path.join(full, manifest_lib.MANIFEST_NAME)):
+                    committed.append(int(name))
+                else:
+                    uncommitted.append(name)
+        return sorted(committed), uncommitted
+
+    def _cleanup(self) -> None:
+        """Removes what interrupted saves left behind (temporary folders, folders never committed)."""
+        _, uncommitted = self._scan()
+        for name in uncommitted:
+            full = os.path.join(self.directory, name)
+            log.info("nnjax.checkpoint: removing the interrupted save %s", full)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, ignore_errors=True)
+
+    def all_steps(self) -> list[int]:
+        """Committed steps, ascending (their files are not verified here; `restore` does that)."""
+        return self._scan()[0]
+
+    def latest_step(self) -> int | None:
+        """The newest committed step, or None."""
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    def metrics(self, step: int) -> dict:
+        """The metrics saved with `step` (from its manifest)."""
+        if step not in self._metrics:
+            manifest = manifest_lib.read_manifest(self._step_folder(step), step=step)
+            self._metrics[step] = dict(manifest["metrics"]) if manifest else {}
+        return self._metrics[step]
+
+    def best_step(self) -> int | None:
+        """The committed step with the best finite `best_metric`, or None (the newest wins ties)."""
+        if not self.best_metric:
+            return None
+        ranked = self._ranked(self.all_steps())
+        return ranked[0] if ranked else None
+
+    def _ranked(self, steps: list[int]) -> list[int]:
+        scored = []
+        for step in steps:
+            try:
+                value = self.metrics(step).get(self.best_metric)
+            except (UntrustedCheckpointError, CheckpointCorruptError):
+                continue
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                scored.append((value if self.best_mode == "min" else -value, -step, step))
+        return [s for *_, s in sorted(scored)]
+
+    def steps_to_keep(self, steps: list[int]) -> set[int]:
+        """The retention rule: the newest step, the last `max_to_keep`, the best `keep_best`."""
+        if not steps:
+            return set()
+        keep = {steps[-1]}
+        keep |= set(steps if self.max_to_keep is None else steps[-self.max_to_keep:])
+        if self.keep_best:
+            keep |= set(self._ranked(steps)[: self.keep_best])
+        return keep
+
+    # ------------------------------------------------------------------ saving
+    def should_save(self, step: int) -> bool:
+        """True if `save(step, ...)` would write (a multiple of `save_interval_steps`, not saved yet)."""
+        step = int(step)
+        saved = step in self.all_steps() and step not in self._bad_steps  # a step found corrupt may be written again
+        return step % self.save_interval_steps == 0 and not saved and step != self._in_flight
+
+    def save(self, step: int, state: Any, *, metrics: dict | None = None, metadata: dict | None = None, force: bool = False) -> bool:
+        """Saves `state` as `step` (in the background when `async_save`).
+
+        Args:
+          step: a non-negative int; the folder name.
+          state: a `TrainState` or pytree of arrays (copy-free: the arrays are
+            read before this returns, so the next step may donate them).
+          metrics: `{name: float}` kept in the manifest (for `keep_best`).
+          metadata: JSON data saved next to the arrays.
+          force: save even off-interval, and replace an existing `step`.
+
+        Returns:
+          True if a save was started, False if `step` is off-interval or already saved.
+
+        Raises:
+          CheckpointSaveError: if the previous background save failed (it is
+            reported here, once) or this one fails in the foreground.
+        """
+        self._check_open()
+        if isinstance(step, bool) or int(step) != step or step < 0:
+            raise ValueError(f"CheckpointManager.save: `step` must be a non-negative int; got {step!r}")
+        step = int(step)
+        if not force and not self.should_save(step):
+            return False
+        meta, metrics = core.prepare_save(state, metadata, metrics)
+        with self._lock:
+            return self._save_locked(step, state, meta, metrics, force)
+
+    def _save_locked(self, step: int, state: Any, meta: dict, metrics: dict, force: bool) -> bool:
+        self._finish_previous()
+        path = self._step_folder(step)
+        if os.path.lexists(path):
+            if step in self._bad_steps:
+                self._quarantine(step)
+            elif not force:
+                return False
+        if self._checkpointer is None:
+            self._checkpointer = core.new_checkpointer()
+        try:
+            core.start_save(self._checkpointer, path, state, metadata=meta, step=step, metrics=metrics, fsync=self.fsync,
+                            force=os.path.lexists(path))
+        except Exception as err:
+            core.remove_uncommitted(path)
+            raise CheckpointSaveError(f"CheckpointManager: saving {describe(step, path)} failed: {type(err).__name__}: {err}",
+                                      step=step, path=path) from err
+        self._in_flight = step
+        self._metrics.pop(step, None)
+        if not self.async_save:
+            self._finish_previous()
+        return True
+
+    def _finish_previous(self) -> None:
+        """Waits for the save in flight; on success applies retention, on failure cleans up and raises."""
+        step = self._in_flight
+        if step is None:
+            return
+        self._in_flight = None
+        try:
+            self._checkpointer.wait_until_finished()
+        except Exception as err:
+            path = self._step_folder(step)
+            core.forget_request(path)
+            core.remove_uncommitted(path)
+            raise CheckpointSaveError(
+                f"CheckpointManager: the background save of {describe(step, path)} failed: {type(err).__name__}: {err}. "
+                f"Earlier checkpoints are intact (latest committed step: {self.latest_step()})", step=step, path=path) from err
+        if not os.path.lexists(os.path.join(self._step_folder(step), manifest_lib.MANIFEST_NAME)):
+            raise CheckpointSaveError(f"CheckpointManager: the save of step {step} finished without committing its manifest",
+                                      step=step, path=self._step_folder(step))
+        self._apply_retention()
+
+    def _apply_retention(self) -> None:
+        steps = self.all_steps()
+        keep = self.steps_to_keep(steps)
+        for step in steps:
+            if step not in keep:
+                self._delete(step)
+
+    def _delete(self, step: int) -> None:
+        # Removing the manifest first un-commits the step atomically: a crash mid-delete leaves an
+        # uncommitted folder (cleaned up at the next start), never a committed one with missing files.
+        folder = self._step_folder(step)
+        try:
+            os.remove(os.path.join(folder, manifest_lib.MANIFEST_NAME))
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(folder, ignore_errors=True)
+        self._metrics.pop(step, None)
+
+    def _quarantine(self, step: int) -> str:
+        qdir = os.path.join(self.directory, "quarantine")
+        os.makedirs(qdir, exist_ok=True)
+        n = 0
+        while os.path.lexists(os.path.join(qdir, f"{step}-{n}")):
+            n += 1
+        dest = os.path.join(qdir, f"{step}-{n}")
+        os.replace(self._step_folder(step), dest)
+        self._bad_steps.discard(step)
+        self._metrics.pop(step, None)
+        warnings.warn(f"nnjax.checkpoint: moved the corrupt checkpoint of step {step} to {dest}", stacklevel=3)
+        return dest
+
+    def wait_until_finished(self) -> None:
+        """Blocks until the save in flight is committed.
+
+        Raises:
+          CheckpointSaveError: if it failed.
+        """
+        with self._lock:
+            self._finish_previous()
+
+    def close(self) -> None:
+        """Waits for the save in flight (raising its error, if any) and releases Orbax's threads."""
+        if self._closed:
+            return
+        try:
+            self.wait_until_finished()
+        finally:
+            self._closed = True
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"CheckpointManager({self.directory!r}) is closed")
+
+    def __enter__(self) -> CheckpointManager:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # do not mask the loop's own exception; still surface a save failure in the log
+            try:
+                self.close()
+            except CheckpointSaveError as err:
+                log.error("%s", err)
+
+    # ------------------------------------------------------------------ restoring
+    def restore(self, step: int | None = None, *, target: Any, fallback: bool = True) -> Restored:
+        """Verifies and restores `step`, or the newest committed step that verifies.
+
+        Args:
+          step: the step to restore; None for the latest.
+          target: the structure, shapes, dtypes and shardings to restore onto.
+          fallback: with `step=None`, skip checkpoints that fail verification
+            (corrupt or unsafe files) and take the previous one; each skip is warned about
+            and listed in `Restored.skipped`, and the bad folder is moved to
+            `quarantine/` at the next save of that step.
+
+        Returns:
+          `Restored(step, state, metadata, metrics, skipped)`.
+
+        Raises:
+          FileNotFoundError: if there is no committed checkpoint (or no `step`).
+          CheckpointCorruptError: if `step` (or, with fallback, every checkpoint) fails verification.
+          UntrustedCheckpointError / CheckpointMismatchError: as `nj.checkpoint.restore`.
+        """
+        self.wait_until_finished()
+        steps = self.all_steps()
+        if step is not None:
+            if int(step) not in steps:
+                raise FileNotFoundError(f"CheckpointManager: no committed checkpoint of step {step} in {self.directory!r}; "
+                                        f"committed steps: {steps}")
+            candidates = [int(step)]
+        else:
+            if not steps:
+                raise FileNotFoundError(f"CheckpointManager: no committed checkpoint in {self.directory!r}")
+            candidates = steps[::-1] if fallback else steps[-1:]
+        skipped = []
+        for candidate in candidates:
+            folder = self._step_folder(candidate)
+            try:
+                state, metadata = core.restore_folder(folder, target, step=candidate, max_elements=self.max_elements,
+                                                      return_metadata=True)
+            except (CheckpointCorruptError, UntrustedCheckpointError) as err:
+                if step is not None or not fallback:
+                    raise
+                self._bad_steps.add(candidate)
+                skipped.append((candidate, str(err)))
+                warnings.warn(f"nnjax.checkpoint: skipping step {candidate}: {err}", stacklevel=2)
+                continue
+            return Restored(candidate, state, metadata, self.metrics(candidate), tuple(skipped))
+        raise CheckpointCorruptError(
+            f"CheckpointManager: no checkpoint in {self.directory!r} verifies: "
+            + "; ".join(f"step {s}: {reason}" for s, reason in skipped), step=candidates[-1], path=self.directory)
+
+    def delete_all(self) -> None:
+        """Deletes every checkpoint (committed or not) and the folder if it ends up empty; keeps `quarantine/`."""
+        self.wait_until_finished()
+        for step in self.all_steps():
+            self._delete(step)
+        self._cleanup()
+        try:
+            os.rmdir(self.directory)
+        except OSError:
+            pass
+
+
+__all__ = ["CheckpointManager", "Restored"]
