@@ -497,6 +497,7 @@ class Model:
             verbose = 1 if sys.stdout.isatty() else 2
         steps_total = source.steps_per_epoch if steps_per_epoch is None else min(steps_per_epoch, source.steps_per_epoch or steps_per_epoch)
         callback_list = CallbackList(callbacks, model=self, history=self.history, verbose=verbose, epochs=epochs, steps=steps_total)
+        self.fit_source, self.fit_callbacks = source, callback_list  # read by backups (nj.callbacks.BackupAndRestore)
         state = self.state  # creates the TrainState on first use
         del state
         self.stop_training = False

@@ -1,0 +1,315 @@
+"""`BackupAndRestore`: Keras's fault-tolerance callback, resuming mid-epoch and bit for bit.
+
+A backup is an `nj.checkpoint.CheckpointManager` folder. Each checkpoint holds
+the `TrainState` (params, model state, optimizer state, step, RNG key) as
+arrays, and as JSON: the position in the data (`{"epoch", "step"}` plus what the
+position is valid for: seed, batch size, dataset size), the running metric sums
+of the current epoch (as float32 bit patterns), `History`, and every
+callback's `get_state()`. The order of batches is a pure function of (seed,
+epoch), so a resumed run sees exactly the batches the dead one would have.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nnjax.callbacks.base import Callback, History, ProgbarLogger
+from nnjax.checkpoint.core import _to_json
+from nnjax.checkpoint.errors import UntrustedCheckpointError
+from nnjax.checkpoint.manager import CheckpointManager
+from nnjax.checkpoint.preemption import PreemptionGuard
+
+BACKUP_FORMAT = 1
+_DATA_KEYS = ("seed", "batch_size", "num_examples", "shuffle", "drop_remainder")
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def _float32_bits(tree: dict) -> dict:
+    host = jax.device_get(tree)
+    return {name: int(np.asarray(value, np.float32).reshape(()).view(np.uint32)) for name, value in host.items()}
+
+
+def _from_float32_bits(bits: dict) -> dict:
+    return {name: jnp.asarray(np.asarray(int(value), np.uint32).view(np.float32)) for name, value in bits.items()}
+
+
+class BackupAndRestore(Callback):
+    """Backs up training so that a run killed at any moment resumes where it was, as Keras's `BackupAndRestore`.
+
+    Run the same script again and `fit` continues from the last backup, mid-epoch
+    included, ending with the weights an uninterrupted run would have (bit for
+    bit on CPU with XLA on one thread). On SIGTERM (preemption) the current step
+    finishes, a backup of it is written and the process exits with status 0.
+    The backup is deleted when training ends normally; it is kept when training
+    was preempted, stopped on a non-finite loss, or raised.
+
+    Args:
+      backup_dir: the folder for the backups (one sub-folder per saved step).
+      save_freq: "epoch" (at the end of every epoch) or an int N (every N
+        training steps, counted across epochs).
+      delete_checkpoint: delete the backups when `fit` ends normally.
+      max_to_keep: how many recent backups to keep (2: a corrupt latest one falls
+        back to the previous one).
+      async_save: write backups in the background (a failure is raised at the
+        next backup or at the end of `fit`, never dropped).
+      exit_on_preemption: after the SIGTERM backup, exit the process (status 0);
+        if False, stop training and return from `fit` (`self.preempted` is True).
+      preemption_signals: the signals that mean "preempted".
+      fsync: flush the backup files to disk before committing each one.
+
+    Attributes:
+      restored_step: the step restored at the start of `fit`, or None.
+      preempted: True once a preemption signal was handled.
+
+    Example:
+      >>> backup = nj.callbacks.BackupAndRestore("/tmp/run/backup", save_freq=100)
+      >>> model.fit(x, y, epochs=10, callbacks=[backup])   # rerun after a crash: resumes
+    """
+
+    def __init__(self, backup_dir: str | os.PathLike, save_freq="epoch", delete_checkpoint: bool = True, *,
+                 max_to_keep: int = 2, async_save: bool = True, exit_on_preemption: bool = True,
+                 preemption_signals=(signal.SIGTERM,), fsync: bool = True):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError(f"BackupAndRestore: `backup_dir` must be a folder path; got {backup_dir!r}")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            raise ValueError(f"BackupAndRestore: `save_freq` must be 'epoch' or a positive int (steps); got {save_freq!r}")
+        self.backup_dir = os.path.abspath(os.fspath(backup_dir))
+        self.save_freq = save_freq
+        self.delete_checkpoint = delete_checkpoint
+        self.max_to_keep = max_to_keep
+        self.async_save = async_save
+        self.exit_on_preemption = exit_on_preemption
+        self.preemption_signals = tuple(preemption_signals)
+        self.fsync = fsync
+        self.restored_step: int | None = None
+        self.preempted = False
+        self._manager: CheckpointManager | None = None
+        self._guard: PreemptionGuard | None = None
+        self._nonfinite = False
+        self._pending_callback_states: dict | None = None
+        self._last_global = 0
+
+    # ------------------------------------------------------------------ helpers
+    def _callbacks(self) -> dict:
+        """The other callbacks of this fit, by stable name: "EarlyStopping", "EarlyStopping_1", ..."""
+        callback_list = getattr(self.model, "fit_callbacks", None)
+        named, counts = {}, {}
+        for cb in getattr(callback_list, "callbacks", []):
+            if isinstance(cb, (History, ProgbarLogger, BackupAndRestore)):
+                continue
+            name = type(cb).__name__
+            n = counts.get(name, 0)
+            counts[name] = n + 1
+            named[name if n == 0 else f"{name}_{n}"] = cb
+        return named
+
+    def _data_fingerprint(self) -> dict:
+        source = getattr(self.model, "fit_source", None)
+        if source is None:
+            return {}
+        if hasattr(source, "fingerprint"):
+            info = dict(source.fingerprint())
+        else:
+            info = {key: getattr(source, key) for key in _DATA_KEYS if hasattr(source, key)}
+        info["steps_per_epoch"] = self.params.get("steps")
+        return _to_json(info, "data fingerprint")
+
+    def _global_step(self) -> int:
+        position = self.model.fit_position
+        steps = self.params.get("steps")
+        if steps:
+            return int(position["epoch"]) * int(steps) + int(position["step"])
+        return int(jax.device_get(self.model.state.step))
+
+    def _move_to_end(self) -> None:
+        # Run after every other callback, so a backup sees their state after the same hook
+        # (and restores theirs after their own on_train_begin / on_epoch_begin resets).
+        callback_list = getattr(self.model, "fit_callbacks", None)
+        if callback_list is None:
+            return
+        callback_list.callbacks = [cb for cb in callback_list.callbacks if cb is not self] + [self]
+        if hasattr(callback_list, "batch_end_hooks"):
+            callback_list.batch_end_hooks = [cb for cb in callback_list.batch_end_hooks if cb is not self] + [self]
+
+    # ------------------------------------------------------------------ save
+    def _save(self, position: dict, totals, loss) -> None:
+        model = self.model
+        states = {}
+        for name, cb in self._callbacks().items():
+            try:
+                states[name] = _to_json(cb.get_state(), f"{name}.get_state()")
+            except TypeError as err:
+                raise TypeError(f"BackupAndRestore: {err}; get_state() must return JSON data") from err
+        source = getattr(model, "fit_source", None)
+        metadata = {
+            "nnjax_backup": BACKUP_FORMAT,
+            "position": {"epoch": int(position["epoch"]), "step": int(position["step"])},
+            "epoch_totals": None if totals is None else _float32_bits(totals),
+            "history": model.history.get_state(),
+            "callbacks": states,
+            "data": self._data_fingerprint(),
+            "data_state": source.get_state() if hasattr(source, "get_state") and hasattr(source, "set_state") else None,
+        }
+        state = model.state
+        step = int(jax.device_get(state.step))
+        metrics = {"loss": float(loss)} if loss is not None else None
+        self._manager.save(step, state, metadata=metadata, metrics=metrics)
+
+    # ------------------------------------------------------------------ restore
+    def _restore(self) -> None:
+        model = self.model
+        restored = self._manager.restore(target=model.state)
+        meta = restored.metadata
+        where = f"BackupAndRestore: backup step {restored.step} in {self.backup_dir!r}"
+        position = meta.get("position")
+        if (meta.get("nnjax_backup") != BACKUP_FORMAT or not isinstance(position, dict)
+                or not all(isinstance(position.get(k), int) and position[k] >= 0 for k in ("epoch", "step"))):
+            raise UntrustedCheckpointError(f"{where} is not an nnjax backup of format {BACKUP_FORMAT} with a position "
+                                           f"{{'epoch', 'step'}}; got {sorted(meta)}", step=restored.step, path=self.backup_dir)
+        saved_data, data = meta.get("data") or {}, self._data_fingerprint()
+        differ = {k: (saved_data[k], v) for k, v in data.items() if k in saved_data and saved_data[k] != v}
+        if differ:
+            detail = ", ".join(f"{k}: backup {a!r}, this fit {b!r}" for k, (a, b) in differ.items())
+            raise ValueError(f"{where} was written for other data or another seed ({detail}); resuming would not reproduce "
+                             "the run. Fit the same data with the same compile(seed=...), or use another backup_dir")
+        totals = meta.get("epoch_totals")
+        if totals is not None and (not isinstance(totals, dict) or not all(
+                isinstance(v, int) and 0 <= v < 2**32 for v in totals.values())):
+            raise UntrustedCheckpointError(f"{where}: malformed epoch_totals", step=restored.step, path=self.backup_dir)
+        model.state = restored.state
+        if isinstance(meta.get("history"), dict):
+            model.history.set_state(meta["history"])
+        if position["step"] > 0 and totals is not None:
+            current = model.epoch_totals()
+            expected = set(totals) if current is None else set(current)
+            if set(totals) != expected:
+                raise ValueError(f"{where} holds the metrics {sorted(totals)}; this fit computes {sorted(expected)}")
+            model._restored_totals = _from_float32_bits(totals)
+        source = getattr(model, "fit_source", None)
+        if meta.get("data_state") is not None and hasattr(source, "set_state"):
+            source.set_state(meta["data_state"])
+        model.resume_position = {"epoch": position["epoch"], "step": position["step"]}
+        self._pending_callback_states = meta.get("callbacks") if isinstance(meta.get("callbacks"), dict) else None
+        self.restored_step = restored.step
+
+    def _apply_callback_states(self) -> None:
+        states, self._pending_callback_states = self._pending_callback_states, None
+        if not states:
+            return
+        callbacks = self._callbacks()
+        for name, state in states.items():
+            if name in callbacks:
+                callbacks[name].set_state(state)
+            else:
+                warnings.warn(f"BackupAndRestore: the backup holds the state of callback {name!r}, which this fit does not have; "
+                              "ignored", stacklevel=3)
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if model is None or not getattr(model, "built", False):
+            raise ValueError("BackupAndRestore: the model must be built before training starts")
+        self.preempted = False
+        self._nonfinite = False
+        self.restored_step = None
+        self._manager = CheckpointManager(self.backup_dir, max_to_keep=self.max_to_keep, async_save=self.async_save, fsync=self.fsync)
+        self._move_to_end()
+        if self._manager.latest_step() is not None:
+            self._restore()
+        self._last_global = self._global_step_at(model.resume_position or model.fit_position)
+        self._guard = PreemptionGuard(self.preemption_signals)
+        self._guard.install()
+
+    def _global_step_at(self, position) -> int:
+        steps = self.params.get("steps")
+        if steps and position:
+            return int(position["epoch"]) * int(steps) + int(position["step"])
+        return int(jax.device_get(self.model.state.step))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._pending_callback_states is not None:
+            self._apply_callback_states()
+
+    def _save_due(self) -> bool:
+        return isinstance(self.save_freq, int) and self._global_step() // self.save_freq > self._last_global // self.save_freq
+
+    def wants_batch_logs(self) -> bool:
+        return bool(self._guard is not None and self._guard.requested) or self._save_due()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._manager is None:
+            return
+        loss = None if logs is None else logs.get("loss")
+        if loss is not None and not _finite(loss):
+            self._nonfinite = True
+        if self._nonfinite:
+            return  # never back up a state that went through a non-finite loss
+        preempted = self._guard is not None and self._guard.requested
+        due = self._save_due()
+        if not (preempted or due):
+            return
+        totals = self.model.epoch_totals()
+        self._save(self.model.fit_position, totals, loss)
+        self._last_global = self._global_step()
+        if preempted:
+            self._on_preempted()
+
+    def _on_preempted(self) -> None:
+        self.preempted = True
+        self._manager.wait_until_finished()
+        self._guard.uninstall()
+        if self.exit_on_preemption:
+            self._manager.close()
+            self._manager = None
+            raise SystemExit(0)
+        self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._manager is None or self.preempted:
+            return
+        if logs and not all(_finite(v) for k, v in logs.items() if k.endswith("loss")):
+            self._nonfinite = True
+        if self._nonfinite or self.save_freq != "epoch":
+            return
+        steps = self.params.get("steps")
+        if steps is not None and self.model.fit_position.get("step") != steps:
+            return  # an epoch cut short (stop_training mid-epoch) is not a finished epoch
+        self._save({"epoch": epoch + 1, "step": 0}, None, (logs or {}).get("loss"))
+
+    def close(self) -> None:
+        """Restores the signal handlers and waits for the backup in flight (`fit` does this when it ends;
+        call it yourself if `fit` raised and the process goes on)."""
+        if self._guard is not None:
+            self._guard.uninstall()
+            self._guard = None
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            manager.close()
+
+    def on_train_end(self, logs=None):
+        manager = self._manager
+        self.close()  # raises a failed background save here, at the latest
+        if manager is None:
+            return
+        if logs and not all(_finite(v) for k, v in logs.items() if k.endswith("loss")):
+            self._nonfinite = True
+        halted = bool(getattr(self.model, "stop_training_now", False))
+        if self.delete_checkpoint and not (self.preempted or self._nonfinite or halted):
+            manager.delete_all()
+
+
+__all__ = ["BackupAndRestore"]
