@@ -314,6 +314,10 @@ class Model:
         def constrain(batch):
             return batch if distribution is None else distribution.constrain_batch(batch)
 
+        def keep_layout(carry):  # a strategy pins its state layout (FSDP, model axes): the next call reuses this compilation
+            state, totals = carry
+            return (state if not hasattr(distribution, "constrain_state") else distribution.constrain_state(state)), totals
+
         skip_nonfinite = self._compiled is not None and self._compiled.nonfinite is not None and self._compiled.nonfinite.mode == "skip"
 
         def accumulate_train(totals, metrics, weight):
@@ -328,7 +332,7 @@ class Model:
                 state, metrics = steps.train_step(state, batch)
                 return (state, accumulate_train(totals, metrics, _batch_size(batch))), None
 
-            return jax.lax.scan(body, (state, totals), batches)[0]
+            return keep_layout(jax.lax.scan(body, (state, totals), batches)[0])
 
         def train_indexed(state, totals, data, order, start, num_steps, batch_size):
             def body(carry, i):
@@ -341,7 +345,7 @@ class Model:
                 state, metrics = steps.train_step(state, batch)
                 return state, accumulate_train(totals, metrics, batch_size)
 
-            return jax.lax.scan(body, (state, totals), jnp.arange(num_steps))[0]
+            return keep_layout(jax.lax.scan(body, (state, totals), jnp.arange(num_steps))[0])
 
         def eval_scan(state, totals, batches):
             def body(totals, batch):
@@ -394,6 +398,9 @@ class Model:
 
     def _check_source(self, source, what: str) -> None:
         """Builds the model if needed and checks inputs and labels, all before compiling."""
+        batch_size = getattr(source, "batch_size", None)
+        if self.distribution is not None and hasattr(self.distribution, "check_batch_size") and isinstance(batch_size, int):
+            self.distribution.check_batch_size(batch_size, what)  # e.g. a batch that the devices cannot split evenly
         sample = source.peek()
         self._ensure_built(sample[0])
         state = self._inference_state()
