@@ -164,8 +164,8 @@ class Dataset:
         (e.g. a TFDS feature dict to `(image, label)`).
       cache: keep the decoded examples in host memory after the first read:
         True, False or "auto" (when the dataset takes at most `CACHE_BYTES`).
-      num_threads: Grain reader threads; None picks 0 for cached data without
-        a per-example transform and `min(8, cpu_count)` otherwise.
+      num_threads: Grain reader threads; None picks `min(8, cpu_count)`, and 0
+        once the data is cached if there is no per-example transform.
       prefetch: batches each reader thread works ahead.
       process_index / process_count: this process and the number of processes
         (`jax.process_index()` / `jax.process_count()` by default). Each process
@@ -247,6 +247,7 @@ class Dataset:
                 f"Dataset {self.name!r}: the last global batch has {rest} examples, which {self.process_count} processes cannot "
                 "share evenly; pass drop_remainder=True"
             )
+        self._auto_threads = num_threads is None
         if num_threads is None:
             cheap = cache is True and transform is None
             num_threads = 0 if cheap else min(8, os.cpu_count() or 1)
@@ -308,7 +309,8 @@ class Dataset:
                     raise
                 self.cache = False
                 return None
-            self.num_threads = 0 if self.transform is None else self.num_threads
+            if self._auto_threads and self.transform is None:  # slicing cached arrays: threads would only add handoffs
+                self.num_threads = 0
         return self._cached
 
     def take(self, idx: np.ndarray, epoch: int = 0, step: int = 0) -> tuple:
