@@ -8,9 +8,9 @@
     model.fit(x, y, epochs=5)
 """
 
-from nnjax import activations, callbacks, checkpoint, data, initializers, layers, losses, metrics, optimizers, train, utils
+from nnjax import activations, callbacks, checkpoint, data, datasets, initializers, layers, losses, metrics, optimizers, train, utils
 from nnjax.shell import Model, Sequential
-from nnjax.viz import plot_model
+from nnjax.viz import plot_history, plot_model
 
 __version__ = "0.1.0"
 
@@ -22,11 +22,13 @@ __all__ = [
     "callbacks",
     "checkpoint",
     "data",
+    "datasets",
     "initializers",
     "layers",
     "losses",
     "metrics",
     "optimizers",
+    "plot_history",
     "plot_model",
     "train",
     "utils",

@@ -664,6 +664,10 @@ class Model:
         """
         del verbose, steps, callbacks
         self._require_built("predict")
+        if not hasattr(x, "batches"):
+            from nnjax.data import adapt
+
+            x = adapt(x, shuffle=False) or x
         if hasattr(x, "batches"):
             outputs = [self.predict_on_batch(b[0]) for b in x.batches(0)]
             return jax.tree.map(lambda *o: np.concatenate(o), *outputs)
