@@ -1,13 +1,14 @@
 """Keras-style optimizer constructors returning optax transformations (see `nnjax.train.optimizers`)."""
 
+from nnjax.train import schedules  # noqa: F401  (Keras: keras.optimizers.schedules.CosineDecay, ...)
 from nnjax.train.optimizers import (  # noqa: F401
     OPTIMIZERS,
     SGD,
     Adadelta,
     Adagrad,
     Adam,
-    AdamW,
     Adamax,
+    AdamW,
     Lion,
     Nadam,
     RMSprop,
@@ -18,4 +19,4 @@ from nnjax.train.optimizers import (  # noqa: F401
 )
 
 __all__ = ["OPTIMIZERS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "Nadam", "RMSprop", "build", "get",
-           "get_learning_rate", "set_learning_rate"]
+           "get_learning_rate", "schedules", "set_learning_rate"]

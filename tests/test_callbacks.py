@@ -274,3 +274,38 @@ def test_every_callback_state_is_json():
         state = callback.get_state()
         callback.set_state(json.loads(json.dumps(state)))
         assert callback.get_state() == state, type(callback).__name__
+
+
+# ---------------------------------------------------------------------------------------------- plot_history
+def test_plot_history_draws_one_panel_per_metric_with_training_and_validation(tmp_path):
+    x, y = random_labels(n=96)
+    model = small_classifier()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=4, validation_split=0.25, verbose=0,
+                        callbacks=[nj.callbacks.LearningRateScheduler(lambda epoch, lr: 1e-3 / (epoch + 1))])
+    path = tmp_path / "curves.png"
+    figure = nj.plot_history(history, to_file=str(path))
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    panels = {ax.get_title(): ax for ax in figure.axes}
+    assert list(panels) == ["loss", "accuracy", "learning rate"]
+    for name in ("loss", "accuracy"):
+        lines = {line.get_label(): line for line in panels[name].get_lines()}
+        np.testing.assert_array_equal(lines["training"].get_ydata(), history.history[name])
+        np.testing.assert_array_equal(lines["validation"].get_ydata(), history.history[f"val_{name}"])
+        np.testing.assert_array_equal(lines["training"].get_xdata(), [1, 2, 3, 4])
+    assert panels["learning rate"].get_yscale() == "linear"  # 1e-3 .. 2.5e-4 spans less than 10x
+    assert list(nj.viz.plot_history({"loss": [3.0, 2.0]}).axes[0].get_lines()[0].get_ydata()) == [3.0, 2.0]
+    with pytest.raises(ValueError, match="the history is empty"):
+        nj.viz.plot_history({})
+    with pytest.raises(ValueError, match="\\['auc'\\] not in the history"):
+        nj.viz.plot_history(history, metrics=["auc"])
+
+
+def test_rate_callbacks_refuse_an_optimizer_with_a_schedule():
+    x, y = random_labels(n=32)
+    model = small_classifier()
+    model.compile(optimizer=nj.optimizers.Adam(nj.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5)),
+                  loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="learning rate is a schedule"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[nj.callbacks.LearningRateScheduler(lambda epoch, lr: lr)])

@@ -422,3 +422,15 @@ def test_summary_flops_match_hand_count():
     assert f"FLOPs per example (forward): {hand:,}" in text
     no_bias = nj.Sequential([nj.layers.Dense(16, input_shape=(8,), use_bias=False)])
     assert nj.viz.flops_per_example(no_bias) == 2 * 8 * 16
+
+
+def test_unused_controls_add_nothing_to_the_compiled_step():
+    """No policy, no loss scaling: the step's program has no finiteness checks and no extra selects."""
+    model, _, _ = linear_model()
+    x, y = regression_data()
+    plain = nj.train.TrainState.create(model.module, "sgd", loss="mse", key=0)
+    guarded = nj.train.TrainState.create(model.module, "sgd", loss="mse", key=0, nonfinite="skip")
+    plain_program = str(jax.make_jaxpr(nj.train.train_step)(plain, (x, y)))  # the text includes nested jaxprs
+    guarded_program = str(jax.make_jaxpr(nj.train.train_step)(guarded, (x, y)))
+    assert "is_finite" not in plain_program and "is_finite" in guarded_program
+    assert plain_program.count("select_n") < guarded_program.count("select_n")  # optax's own step counter has one

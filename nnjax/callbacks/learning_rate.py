@@ -37,7 +37,16 @@ def current_learning_rate(model, what: str) -> float:
 
 
 def assign_learning_rate(model, value: float) -> None:
-    """Writes `value` into `model`'s optimizer state (no recompilation)."""
+    """Writes `value` into `model`'s optimizer state (no recompilation).
+
+    Raises:
+      ValueError: if the optimizer's learning rate is a schedule (it would overwrite the value at the next step).
+    """
+    if getattr(getattr(model, "_compiled", None), "log_learning_rate", False):
+        raise ValueError(
+            "the optimizer's learning rate is a schedule, which sets the rate at every step; a callback cannot "
+            "change it. Use a constant learning_rate with LearningRateScheduler / ReduceLROnPlateau, or the schedule alone"
+        )
     state = model.state
     model.state = state.replace(opt_state=set_learning_rate(state.opt_state, value))
 

@@ -4,7 +4,7 @@ Everything `Model.fit` does is built from these parts; a custom loop can use
 them with `jax.jit`, `jax.vmap`, sharding or `shard_map` and nothing else.
 """
 
-from nnjax.train import losses, metrics, optimizers
+from nnjax.train import ema, losses, metrics, nonfinite, optimizers, precision, schedules
 from nnjax.train.state import StepConfig, TrainState, stack_states, unstack_state
 from nnjax.train.steps import (
     apply_model,
@@ -25,11 +25,15 @@ __all__ = [
     "call_module",
     "compute_loss",
     "compute_metrics",
+    "ema",
     "eval_step",
     "losses",
     "metrics",
+    "nonfinite",
     "optimizers",
+    "precision",
     "predict_step",
+    "schedules",
     "stack_states",
     "step_key",
     "train_step",

@@ -1,0 +1,104 @@
+"""`plot_history`: training curves, one panel per metric, training and validation together."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+_TRAIN_COLOR, _VAL_COLOR = "#1f77b4", "#d62728"
+_MAXIMISED = ("acc", "auc", "precision", "recall", "f1", "iou")
+
+
+def _as_dict(history) -> tuple[dict, list | None]:
+    if hasattr(history, "history") and isinstance(history.history, dict):
+        return history.history, list(getattr(history, "epoch", []) or []) or None
+    if isinstance(history, dict):
+        return history, None
+    raise TypeError(f"plot_history: expected a History (what fit returns) or a dict of lists; got {type(history).__name__}")
+
+
+def _title(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def plot_history(history, to_file: str | os.PathLike | None = None, metrics=None, dpi: int = 120, title: str | None = None):
+    """Draws the curves in a `History`: one panel per metric, training solid, validation dashed.
+
+    Args:
+      history: what `fit` returns (or `model.history`), or a dict such as
+        `{"loss": [...], "val_loss": [...]}`.
+      to_file: a PNG (or any format matplotlib knows, by extension) to write.
+      metrics: names to draw (without "val_"); all of them by default, "loss" first.
+      dpi: resolution of the written file.
+      title: a title over the whole figure.
+
+    Returns:
+      The `matplotlib.figure.Figure` (made without pyplot, so no window opens and
+      no global state changes; a notebook displays it).
+
+    Raises:
+      ValueError: if the history is empty or a requested metric is not in it.
+      TypeError: if `history` is neither a History nor a dict.
+
+    Example:
+      >>> history = model.fit(x, y, validation_split=0.2, epochs=10)
+      >>> nj.plot_history(history, to_file="curves.png")
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    data, epochs = _as_dict(history)
+    data = {k: [float(v) for v in values] for k, values in data.items() if len(values)}
+    if not data:
+        raise ValueError("plot_history: the history is empty: expected at least one epoch of logs; train with fit() first")
+    names = [k for k in data if not k.startswith("val_")]
+    names += [k[4:] for k in data if k.startswith("val_") and k[4:] not in data]
+    names.sort(key=lambda k: (k != "loss", k == "learning_rate", list(data).index(k) if k in data else len(data)))
+    if metrics is not None:
+        missing = [m for m in metrics if m not in names]
+        if missing:
+            raise ValueError(f"plot_history: {missing} not in the history; available: {names}")
+        names = list(metrics)
+    cols = min(len(names), 3)
+    rows = math.ceil(len(names) / cols)
+    fig = Figure(figsize=(4.4 * cols, 3.3 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    for index, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, index + 1)
+        for key, label, color, style in ((name, "training", _TRAIN_COLOR, "-"), (f"val_{name}", "validation", _VAL_COLOR, "--")):
+            values = data.get(key)
+            if not values:
+                continue
+            n = len(values)
+            base = epochs if epochs is not None and len(epochs) == n else None
+            if base is None and key != name and name in data and n < len(data[name]):
+                stride = len(data[name]) // n  # validated every `stride` epochs (validation_freq)
+                x = np.arange(1, n + 1) * stride
+            else:
+                x = np.asarray(base) + 1 if base is not None else np.arange(1, n + 1)
+            ax.plot(x, values, style, color=color, label=label, marker="o" if n <= 30 else None, markersize=3.5, linewidth=1.6)
+            if key.startswith("val_") and name != "learning_rate":
+                finite = [(v, xi) for v, xi in zip(values, x, strict=True) if math.isfinite(v)]
+                if finite:
+                    best = (max if any(m in name for m in _MAXIMISED) else min)(finite)
+                    ax.plot([best[1]], [best[0]], "*", color=color, markersize=11, label=f"best {best[0]:.4g} (epoch {best[1]})")
+        if name == "learning_rate":
+            positive = [v for v in data[name] if v > 0]
+            if positive and max(positive) / min(positive) > 10:
+                ax.set_yscale("log")
+        ax.set_title(_title(name))
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(ax.get_lines()) > 1:
+            ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    if to_file is not None:
+        fig.savefig(os.fspath(to_file), dpi=dpi)
+    return fig
+
+
+__all__ = ["plot_history"]
