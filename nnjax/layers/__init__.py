@@ -1,6 +1,77 @@
-"""Keras-named layers, implemented as Flax NNX modules that infer their input sizes."""
+"""Keras-named layers, implemented as Flax NNX modules that infer their input sizes.
 
+Every layer works standalone (`layer(x)`, building itself from `x` on the first call) and inside
+`nj.Sequential`. Layers with training behaviour take `training=` and stochastic layers take their
+randomness from an explicit `key=` (the training step passes `fold_in(state.rng, step)`, and
+`Sequential` gives layer i `fold_in(key, i)`).
+"""
+
+from nnjax.layers.attention import MultiHeadAttention
 from nnjax.layers.base import Layer
+from nnjax.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D
 from nnjax.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Reshape
+from nnjax.layers.embedding import Embedding
+from nnjax.layers.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from nnjax.layers.normalization import BatchNormalization, LayerNormalization
+from nnjax.layers.pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    AveragePooling3D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalAveragePooling3D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    GlobalMaxPooling3D,
+    MaxPooling1D,
+    MaxPooling2D,
+    MaxPooling3D,
+)
+from nnjax.layers.recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
 
-__all__ = ["Activation", "Dense", "Dropout", "Flatten", "Input", "InputLayer", "Layer", "Reshape"]
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "Activation",
+    "Add",
+    "Average",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AveragePooling3D",
+    "BatchNormalization",
+    "Bidirectional",
+    "Concatenate",
+    "Conv1D",
+    "Conv1DTranspose",
+    "Conv2D",
+    "Conv2DTranspose",
+    "Conv3D",
+    "Dense",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "GRUCell",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAveragePooling3D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D",
+    "Input",
+    "InputLayer",
+    "LSTMCell",
+    "Layer",
+    "LayerNormalization",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "MaxPooling3D",
+    "Maximum",
+    "Minimum",
+    "MultiHeadAttention",
+    "Multiply",
+    "Reshape",
+    "SimpleRNN",
+    "SimpleRNNCell",
+    "Subtract",
+]

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
 import re
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nnjax import initializers
 from nnjax.utils.random import as_key
 
 _name_lock = threading.Lock()
@@ -27,8 +31,9 @@ def unique_name(base: str) -> str:
 
 
 def snake_case(name: str) -> str:
+    """Keras's layer-name rule: "Dense" -> "dense", "Conv2D" -> "conv2d", "MaxPooling2D" -> "max_pooling2d"."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower().replace("__", "_")
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower().replace("__", "_")
 
 
 def shape_str(shape) -> str:
@@ -50,6 +55,107 @@ def _seed_to_key(seed) -> jax.Array:
     return as_key(seed)
 
 
+# While a layer builds, the sublayers it builds draw their keys from it: fold_in(parent_key, n) for the
+# n-th sublayer built, so a composite model initialises the same way from the same key.
+_build_stack = threading.local()
+
+
+@contextlib.contextmanager
+def _building(key):
+    stack = _build_stack.__dict__.setdefault("frames", [])
+    stack.append([key, 0])
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def _child_key():
+    """The next sublayer key of the layer being built, or None outside a build."""
+    stack = _build_stack.__dict__.get("frames")
+    if not stack:
+        return None
+    frame = stack[-1]
+    frame[1] += 1
+    return jax.random.fold_in(frame[0], frame[1])
+
+
+@contextlib.contextmanager
+def _collecting_weights(layer):
+    """Defers the `add_weight` calls of `layer.build` so that they run as one compiled program."""
+    frames = _build_stack.__dict__.setdefault("weights", [])
+    pending: list = []
+    frames.append((layer, pending))
+    try:
+        yield pending
+    finally:
+        frames.pop()
+
+
+# Initialisation programs run once: compiling them without backend optimisation takes a
+# fraction of the time and gives the same values (the PRNG is integer arithmetic).
+_FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+@functools.lru_cache(maxsize=1024)
+def _materialiser(specs: tuple):
+    def make(keys):
+        return tuple(init(k, shape, dtype) for k, (init, shape, dtype) in zip(keys, specs, strict=True))
+
+    jitted = jax.jit(make)
+    compiled = {}
+
+    def run(keys):
+        if isinstance(keys, jax.core.Tracer):  # built inside a trace: initialise inline
+            return make(keys)
+        if "fn" not in compiled:
+            lowered = jitted.lower(keys)
+            try:
+                compiled["fn"] = lowered.compile(_FAST_COMPILE)
+            except Exception:  # noqa: BLE001 - a backend without the option compiles normally
+                compiled["fn"] = lowered.compile()
+        return compiled["fn"](keys)
+
+    return run
+
+
+def _materialise(pending: list) -> None:
+    specs = tuple((init, shape, dtype) for _, init, shape, dtype, _ in pending)
+    keys = jnp.stack([key for *_, key in pending])
+    try:
+        values = _materialiser(specs)(keys)
+    except TypeError:  # an unhashable initialiser: initialise one by one
+        values = [init(key, shape, dtype) for _, init, shape, dtype, key in pending]
+    for (variable, *_), value in zip(pending, values, strict=True):
+        variable.set_value(value)
+
+
+def is_building() -> bool:
+    """True while some layer's `build` runs (its example forward pass uses synthetic zeros)."""
+    return bool(_build_stack.__dict__.get("frames"))
+
+
+def _has_tracer(tree) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
+
+
+def _is_array_tree(value) -> bool:
+    leaves = jax.tree.leaves(value)
+    return bool(leaves) and all(hasattr(leaf, "shape") and hasattr(leaf, "dtype") for leaf in leaves)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled_call(graphdef, static_kwargs: tuple):
+    """One jitted `call` per layer structure and static keyword arguments (jit caches per input shape)."""
+
+    def run(state, args, kwargs):
+        module = nnx.merge(graphdef, state)
+        out = module.call(*args, **kwargs, **dict(static_kwargs))
+        return out, nnx.state(module)
+
+    return jax.jit(run)
+
+
 class Layer(nnx.Module):
     """Base class of nnjax layers: Keras's build/call split on a Flax NNX module.
 
@@ -65,11 +171,20 @@ class Layer(nnx.Module):
       key: PRNG key or int seed for the initialisers; drawn from the global seed
         (`nj.utils.set_random_seed`) when None.
       dtype: parameter dtype (float32 by default).
+
+    Eager calls of nnjax's own layers run compiled: one XLA program per layer and input shape (cached),
+    instead of one per operation, which makes a first standalone call several times faster. Inside
+    `jit`/`vmap`/`grad` a layer is traced as usual. A subclass whose `call` is traceable may set
+    `_jit_eager_calls = True` to get the same; the default (False) keeps a user's `call` eager, with
+    Python control flow on values allowed.
     """
+
+    _jit_eager_calls: bool = False
 
     # Which input axes `__call__` checks against the built shape: "all" or a tuple of axes.
     _checked_axes: Any = "all"
     _min_ndim: int | None = None
+    _ndim: int | None = None  # the exact rank the layer needs, batch axis included
 
     def __init__(self, *, name: str | None = None, input_shape: Sequence[int] | None = None, key=None, seed=None, dtype=jnp.float32):
         self.name = name or unique_name(snake_case(type(self).__name__))
@@ -93,26 +208,70 @@ class Layer(nnx.Module):
         out = jax.eval_shape(lambda v: self.call(v, training=False), x)
         return (None,) + tuple(out.shape[1:])
 
+    def add_weight(self, shape: Sequence[int], initializer="glorot_uniform", *, key, dtype=None, trainable: bool = True) -> nnx.Variable:
+        """Creates a weight, as Keras's `add_weight`: `self.kernel = self.add_weight((3, 4), "he_normal", key=k)`.
+
+        Inside `build`, the weights are created together by one compiled program when `build`
+        returns (one XLA compilation per layer instead of several per weight).
+
+        Args:
+          shape: the weight's shape.
+          initializer: a Keras initialiser name or a callable `(key, shape, dtype) -> array`.
+          key: PRNG key for the initialiser.
+          dtype: the weight's dtype (the layer's `dtype` by default).
+          trainable: an `nnx.Param` when True; an `nnx.BatchStat` (non-trainable state, kept in
+            `TrainState.model_state`) when False.
+
+        Returns:
+          The `nnx.Param` / `nnx.BatchStat`.
+        """
+        init = initializers.get(initializer, where=f'Layer "{self.name}"')
+        dtype = jnp.dtype(self.param_dtype if dtype is None else dtype)
+        shape = tuple(int(d) for d in shape)
+        kind = nnx.Param if trainable else nnx.BatchStat
+        frames = _build_stack.__dict__.get("weights")
+        if frames and frames[-1][0] is self:
+            variable = kind(jax.ShapeDtypeStruct(shape, dtype))
+            frames[-1][1].append((variable, init, shape, dtype, as_key(key)))
+            return variable
+        return kind(init(as_key(key), shape, dtype))
+
     # -- machinery ---------------------------------------------------------------------
     def ensure_built(self, input_shape, key=None, dtype=None) -> None:
         """Builds the layer for `input_shape` if it is not built yet."""
         if self.built:
             return
         input_shape = tuple(input_shape)
-        if self._min_ndim is not None and len(input_shape) < self._min_ndim:
-            raise ValueError(
-                f'Input 0 of layer "{self.name}" is incompatible with the layer: expected min_ndim={self._min_ndim}, '
-                f"found ndim={len(input_shape)}. Full shape received: {shape_str(input_shape)}"
-            )
+        self._check_rank(input_shape)
+        if key is None and self._init_seed is not None:
+            key = _seed_to_key(self._init_seed)
         if key is None:
-            key = _seed_to_key(self._init_seed) if self._init_seed is not None else as_key(None)
-        self.build(input_shape, as_key(key))
+            key = _child_key()
+        key = as_key(key)
+        with _building(key), _collecting_weights(self) as pending:
+            self.build(input_shape, key)
+        if pending:
+            _materialise(pending)
         self.built_input_shape = (None,) + tuple(input_shape[1:])
         self.built = True
+
+    def _check_rank(self, shape) -> None:
+        shape = tuple(shape)
+        if self._ndim is not None and len(shape) != self._ndim:
+            raise ValueError(
+                f'Input 0 of layer "{self.name}" is incompatible with the layer: expected ndim={self._ndim}, '
+                f"found ndim={len(shape)}. Full shape received: {shape_str(shape)}"
+            )
+        if self._min_ndim is not None and len(shape) < self._min_ndim:
+            raise ValueError(
+                f'Input 0 of layer "{self.name}" is incompatible with the layer: expected min_ndim={self._min_ndim}, '
+                f"found ndim={len(shape)}. Full shape received: {shape_str(shape)}"
+            )
 
     def _check_input(self, x) -> None:
         expected = self.built_input_shape
         shape = tuple(x.shape)
+        self._check_rank(shape)
         if expected is None:
             return
         if len(shape) != len(expected) and self._checked_axes == "all":
@@ -137,15 +296,35 @@ class Layer(nnx.Module):
             self.ensure_built(jnp.shape(x) if not hasattr(x, "shape") else x.shape)
         else:
             self._check_input(x)
-        y = self.call(x, training=training, key=key)
+        y = self._invoke(x, training=training, key=key)
         if self.built_output_shape is None and hasattr(y, "shape"):
             self.built_output_shape = (None,) + tuple(y.shape[1:])
         return y
 
+    def _invoke(self, *args, **kwargs):
+        """Runs `self.call(*args, **kwargs)`, compiled for concrete inputs when `_jit_eager_calls` is set.
+
+        Array arguments (and `key`, `initial_state`, masks) are traced; other keyword arguments
+        (`training`, flags) are static. Variables the call updates (BatchNorm statistics) are written
+        back to the layer, as an eager call would.
+        """
+        if not self._jit_eager_calls or _has_tracer((args, kwargs)):
+            return self.call(*args, **kwargs)
+        dynamic = {k: v for k, v in kwargs.items() if _is_array_tree(v)}
+        static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in dynamic))
+        graphdef, state = nnx.split(self)
+        try:
+            fn = _compiled_call(graphdef, static)
+        except TypeError:  # an unhashable static argument: run eagerly
+            return self.call(*args, **kwargs)
+        out, new_state = fn(state, args, dynamic)
+        nnx.update(self, new_state)
+        return out
+
     # -- introspection -----------------------------------------------------------------
     @property
     def trainable_weights(self) -> list:
-        return [v.value for _, v in nnx.iter_graph(self) if isinstance(v, nnx.Param)] if self.built else []
+        return [v[...] for _, v in nnx.iter_graph(self) if isinstance(v, nnx.Param)] if self.built else []
 
     def count_params(self) -> int:
         """Number of scalars in this layer's variables (trainable and not)."""
@@ -161,4 +340,4 @@ def param(key, shape, initializer, dtype) -> nnx.Param:
     return nnx.Param(initializer(key, shape, dtype))
 
 
-__all__ = ["Layer", "param", "shape_str", "snake_case", "unique_name"]
+__all__ = ["Layer", "is_building", "param", "shape_str", "snake_case", "unique_name"]

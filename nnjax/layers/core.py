@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from nnjax import activations, initializers
 from nnjax.layers.base import Layer, shape_str
@@ -35,6 +34,7 @@ class Dense(Layer):
 
     _checked_axes = (-1,)
     _min_ndim = 2
+    _jit_eager_calls = True
 
     def __init__(self, units: int, activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):
@@ -49,14 +49,14 @@ class Dense(Layer):
 
     def build(self, input_shape, key):
         kernel_key, bias_key = jax.random.split(key)
-        self.kernel = nnx.Param(self.kernel_initializer(kernel_key, (input_shape[-1], self.units), self.param_dtype))
+        self.kernel = self.add_weight((input_shape[-1], self.units), self.kernel_initializer, key=kernel_key)
         if self.use_bias:
-            self.bias = nnx.Param(self.bias_initializer(bias_key, (self.units,), self.param_dtype))
+            self.bias = self.add_weight((self.units,), self.bias_initializer, key=bias_key)
 
     def call(self, x, *, training=False, key=None):
-        y = x @ _same_float(self.kernel.value, x)
+        y = x @ _same_float(self.kernel[...], x)
         if self.use_bias:
-            y = y + _same_float(self.bias.value, y)
+            y = y + _same_float(self.bias[...], y)
         return self.activation(y)
 
     def compute_output_shape(self, input_shape):
@@ -69,6 +69,8 @@ class Dense(Layer):
 class Flatten(Layer):
     """Flattens every axis but the batch axis: `(batch, d1, d2, ...) -> (batch, d1*d2*...)`."""
 
+    _jit_eager_calls = True
+
     def call(self, x, *, training=False, key=None):
         return jnp.reshape(x, (x.shape[0], -1))
 
@@ -79,6 +81,8 @@ class Flatten(Layer):
 
 class Reshape(Layer):
     """Reshapes each example to `target_shape` (one entry may be -1)."""
+
+    _jit_eager_calls = True
 
     def __init__(self, target_shape: Sequence[int], **kwargs):
         super().__init__(**kwargs)
@@ -102,6 +106,7 @@ class Activation(Layer):
     """Applies an activation by name or callable."""
 
     _checked_axes = ()
+    _jit_eager_calls = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -126,6 +131,7 @@ class Dropout(Layer):
     """
 
     _checked_axes = ()
+    _jit_eager_calls = True
 
     def __init__(self, rate: float, noise_shape=None, **kwargs):
         super().__init__(**kwargs)
