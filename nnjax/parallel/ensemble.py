@@ -24,72 +24,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
-from nnjax.callbacks.base import Callback, CallbackList
+from nnjax.callbacks.base import CallbackList
 from nnjax.checkpoint.pytree import restore_pytree, save_pytree
 from nnjax.data.arrays import ArraySource, epoch_permutation, split_validation
+from nnjax.parallel.history import EnsembleHistory
+from nnjax.parallel.hyperparams import set_hyperparams
 from nnjax.shell import Model, checks
 from nnjax.train import steps
 from nnjax.train.state import TrainState, stack_states, unstack_state
 from nnjax.utils.random import set_random_seed
-
-
-class EnsembleHistory(Callback):
-    """Per-member training curves.
-
-    `history[name]` is a list over epochs; each entry is a list with one float per
-    member. `curves(name)` gives them as an array of shape `(epochs, size)`.
-
-    Attributes:
-      history: `{"loss": [[m0, m1, ...], ...], "val_loss": ..., ...}`.
-      epoch: the epoch indices recorded.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.history: dict[str, list[list[float]]] = {}
-        self.epoch: list[int] = []
-
-    def record(self, epoch: int, member_logs: Mapping[str, np.ndarray]) -> None:
-        """Appends one epoch: `member_logs[name]` has shape `(size,)`."""
-        self.epoch.append(int(epoch))
-        for name, values in member_logs.items():
-            self.history.setdefault(name, []).append([float(v) for v in np.asarray(values).reshape(-1)])
-
-    def curves(self, name: str) -> np.ndarray:
-        """The curve of every member: shape `(epochs, size)`.
-
-        Raises:
-          KeyError: if `name` was not recorded; the message lists what was.
-        """
-        if name not in self.history:
-            raise KeyError(f"EnsembleHistory: no curve named {name!r}; recorded: {sorted(self.history)}")
-        return np.asarray(self.history[name], dtype=np.float64)
-
-    def mean(self, name: str) -> np.ndarray:
-        """Mean over members, per epoch: shape `(epochs,)`."""
-        return self.curves(name).mean(axis=1)
-
-    def std(self, name: str) -> np.ndarray:
-        """Standard deviation over members, per epoch: shape `(epochs,)`."""
-        return self.curves(name).std(axis=1)
-
-    def member(self, index: int) -> dict[str, list[float]]:
-        """Member `index`'s curves, shaped like a Keras `History.history`."""
-        return {name: [epoch_values[index] for epoch_values in values] for name, values in self.history.items()}
-
-    @property
-    def size(self) -> int:
-        return len(next(iter(self.history.values()))[0]) if self.history else 0
-
-    def get_state(self) -> dict:
-        return {"history": self.history, "epoch": self.epoch}
-
-    def set_state(self, state: dict) -> None:
-        self.history = {k: [list(e) for e in v] for k, v in state.get("history", {}).items()}
-        self.epoch = list(state.get("epoch", []))
 
 
 def _takes_seed(build_fn: Callable) -> bool:
@@ -123,59 +68,6 @@ def _member_means(totals: dict) -> dict[str, np.ndarray]:
 
 def _batch_size(batch) -> int:
     return int(jax.tree.leaves(batch[0])[0].shape[0])
-
-
-def set_hyperparams(opt_state, values: Mapping[str, Any], size: int):
-    """Replaces injected optimizer hyperparameters of a stacked optimizer state, per member.
-
-    Args:
-      opt_state: an optimizer state stacked over members (leading axis `size`),
-        built with `optax.inject_hyperparams` (all nnjax named optimizers inject
-        `learning_rate`).
-      values: hyperparameter name -> `size` values (or one value for all).
-      size: the number of members.
-
-    Returns:
-      The optimizer state with those hyperparameters replaced.
-
-    Raises:
-      ValueError: if a name is not injected, or a value list has the wrong length.
-    """
-    found: set[str] = set()
-    available: set[str] = set()
-    columns = {}
-    for name, value in values.items():
-        column = np.asarray(value, dtype=np.float64).reshape(-1)
-        if column.size == 1:
-            column = np.repeat(column, size)
-        if column.size != size:
-            raise ValueError(f"hyperparams[{name!r}]: expected {size} values (one per member); received {column.size}")
-        columns[name] = column
-
-    def is_hyper(s) -> bool:
-        return isinstance(s, optax.InjectHyperparamsState)
-
-    def replace(s):
-        if not is_hyper(s):
-            return s
-        hyper = dict(s.hyperparams)
-        available.update(hyper)
-        for name, column in columns.items():
-            if name in hyper:
-                old = jnp.asarray(hyper[name])
-                hyper[name] = jnp.asarray(column, dtype=old.dtype).reshape(old.shape)
-                found.add(name)
-        return s._replace(hyperparams=hyper)
-
-    new = jax.tree.map(replace, opt_state, is_leaf=is_hyper)
-    missing = sorted(set(columns) - found)
-    if missing:
-        raise ValueError(
-            f"hyperparams: the optimizer does not inject {missing}; it injects {sorted(available) or 'nothing'}. Build it "
-            "with optax.inject_hyperparams (e.g. optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3, weight_decay=1e-4)) "
-            "or use an nnjax optimizer name, which injects learning_rate"
-        )
-    return new
 
 
 class Ensemble:
@@ -662,4 +554,4 @@ class _Probe(nnx.Module):
         return x
 
 
-__all__ = ["Ensemble", "EnsembleHistory", "set_hyperparams"]
+__all__ = ["Ensemble"]
