@@ -10,6 +10,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nnjax.layers.base import Layer, shape_str
 from nnjax.layers.utils import check_choice, check_data_format, normalize_tuple
@@ -51,14 +52,15 @@ class _Pooling(Layer):
     def call(self, x, *, training=False, key=None):
         window, strides, padding = self._window(self.pool_size), self._window(self.strides), self.padding.upper()
         if self._reduce == "max":
-            init = jnp.array(-jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min, x.dtype)
+            # A concrete NumPy identity lets JAX recognise the max monoid (and differentiate the pool).
+            init = np.array(-np.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min, x.dtype)
             return jax.lax.reduce_window(x, init, jax.lax.max, window, strides, padding)
-        total = jax.lax.reduce_window(x, jnp.array(0, x.dtype), jax.lax.add, window, strides, padding)
+        total = jax.lax.reduce_window(x, np.array(0, x.dtype), jax.lax.add, window, strides, padding)
         if self.padding == "valid":
             return total / jnp.array(math.prod(self.pool_size), x.dtype)
         # Count the input positions inside each window (the padding is not counted).
         ones_shape = tuple(d if w != 1 else 1 for d, w in zip(x.shape, window, strict=False))
-        counts = jax.lax.reduce_window(jnp.ones(ones_shape, x.dtype), jnp.array(0, x.dtype), jax.lax.add, window, strides, padding)
+        counts = jax.lax.reduce_window(jnp.ones(ones_shape, x.dtype), np.array(0, x.dtype), jax.lax.add, window, strides, padding)
         return total / counts
 
     def compute_output_shape(self, input_shape):

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from nnjax import activations, initializers
-from nnjax.layers.base import Layer
+from nnjax.layers.base import Layer, snake_case, unique_name
 from nnjax.layers.utils import cast_like, check_choice
 
 
@@ -382,7 +382,11 @@ class _KerasRNN(RNN):
     def __init__(self, units: int, *, return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, unroll: bool | int = False, name: str | None = None, key=None, seed=None,
                  dtype=None, input_shape=None, **cell_kwargs):
-        cell = self._cell_type(units, dtype=dtype, **cell_kwargs)
+        name = name or unique_name(snake_case(type(self).__name__))
+        try:
+            cell = self._cell_type(units, dtype=dtype, name=f"{name}_cell", **cell_kwargs)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f'{type(self).__name__} "{name}": {err}') from None
         super().__init__(cell, return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards,
                          unroll=unroll, name=name, key=key, seed=seed, dtype=dtype, input_shape=input_shape)
         self._cell_args = tuple(sorted({"units": units, "dtype": dtype, **cell_kwargs}.items()))
