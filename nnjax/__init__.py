@@ -8,7 +8,21 @@
     model.fit(x, y, epochs=5)
 """
 
-from nnjax import activations, callbacks, checkpoint, data, datasets, initializers, layers, losses, metrics, optimizers, train, utils
+from nnjax import (
+    activations,
+    callbacks,
+    checkpoint,
+    data,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    train,
+    utils,
+)
 from nnjax.shell import Model, Sequential
 from nnjax.viz import plot_history, plot_model
 
@@ -27,6 +41,7 @@ __all__ = [
     "layers",
     "losses",
     "metrics",
+    "models",
     "optimizers",
     "plot_history",
     "plot_model",
