@@ -151,9 +151,11 @@ class BackupAndRestore(Callback):
         states = {}
         for name, cb in self._callbacks().items():
             try:
-                states[name] = _to_json(cb.get_state(), f"{name}.get_state()")
+                state = _to_json(cb.get_state(), f"{name}.get_state()")
             except TypeError as err:
                 raise TypeError(f"BackupAndRestore: {err}; get_state() must return JSON data") from err
+            if state:
+                states[name] = state
         source = getattr(model, "fit_source", None)
         metadata = {
             "nnjax_backup": BACKUP_FORMAT,
