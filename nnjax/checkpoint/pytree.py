@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from nnjax.checkpoint import core
+from nnjax.checkpoint.errors import CheckpointMismatchError
 
 
 def save_pytree(path: str | os.PathLike, tree: Any, *, overwrite: bool = True) -> str:
@@ -32,7 +33,10 @@ def restore_pytree(path: str | os.PathLike, target: Any) -> Any:
     path = os.path.abspath(os.fspath(path))
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}: expected a folder written by save_weights / save_pytree")
-    return core.restore(path, target)
+    try:
+        return core.restore(path, target)
+    except CheckpointMismatchError as err:
+        raise CheckpointMismatchError(f"checkpoint at {path!r} does not match the model: {err}", step=err.step, path=err.path) from err
 
 
 __all__ = ["restore_pytree", "save_pytree"]
