@@ -13,6 +13,7 @@ import pytest
 
 import nnjax as nj
 from nnjax.checkpoint import CheckpointManager
+from nnjax.parallel import FSDP
 
 STEPS_PER_EPOCH = 6  # 48 examples, batch 8
 
@@ -193,3 +194,42 @@ def test_arguments_are_checked():
         nj.callbacks.BackupAndRestore("/tmp/x", save_freq=0)
     with pytest.raises(ValueError, match="backup_dir"):
         nj.callbacks.BackupAndRestore("")
+
+
+def fsdp_model():
+    nj.utils.set_random_seed(0)
+    model = nj.Sequential([nj.layers.Dense(8, activation="relu"), nj.layers.Dense(3, activation="softmax")])
+    model.build((None, 4))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", seed=0,
+                  distribution=FSDP(jax.devices()[:4], min_size=8))
+    return model
+
+
+class StateProbe(nj.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        if not hasattr(self, "leaves"):
+            self.leaves = jax.tree.leaves(self.model.state)
+            self.host = [np.array(leaf) for leaf in self.leaves]
+
+
+def test_resume_under_fsdp_restores_every_array_in_its_sharding(tmp_path):
+    x, y = tiny_data()
+    crashed = fsdp_model()
+    backup = nj.callbacks.BackupAndRestore(tmp_path / "b", save_freq=3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashed.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[Crash(7), backup])
+    backup.close()
+    single = tiny_model()  # same shapes, one device: an independent read of step 6
+    saved = CheckpointManager(tmp_path / "b").restore(target=single.state)
+    assert saved.step == 6
+
+    model = fsdp_model()
+    placed = [leaf.sharding for leaf in jax.tree.leaves(model.state)]
+    probe = StateProbe()
+    backup = nj.callbacks.BackupAndRestore(tmp_path / "b", save_freq=3)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[probe, backup])
+    assert backup.restored_step == 6
+    assert [leaf.sharding for leaf in probe.leaves] == placed  # FSDP's layout, not the checkpoint's single device
+    assert any(len(s.device_set) == 4 and s.spec != jax.sharding.PartitionSpec() for s in placed)
+    for got, want in zip(probe.host, jax.tree.leaves(saved.state), strict=True):
+        assert np.array_equal(got.reshape(-1).view(np.uint8), np.array(want).reshape(-1).view(np.uint8))
