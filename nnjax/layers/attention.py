@@ -119,6 +119,19 @@ class MultiHeadAttention(Layer):
             self.value_bias = self.add_weight((n, value_dim), zeros, key=keys[6])
             self.output_bias = self.add_weight((output_dim,), zeros, key=keys[7])
 
+    def build_for(self, query_shape, value_shape=None, key_shape=None) -> None:
+        """Builds the weights for inputs of these shapes (Keras's `build(query_shape, value_shape, key_shape)`).
+
+        `value_shape` defaults to `query_shape` (self-attention) and `key_shape` to `value_shape`.
+        """
+        value_shape = tuple(query_shape if value_shape is None else value_shape)
+        key_shape = tuple(value_shape if key_shape is None else key_shape)
+        for shape in (query_shape, value_shape, key_shape):
+            self._check_rank(shape)
+        if not self.built:
+            self._build_shapes = (tuple(query_shape), value_shape, key_shape)
+            self.ensure_built(tuple(query_shape))
+
     def __call__(self, query, value=None, key=None, attention_mask=None, return_attention_scores: bool = False,
                  training: bool = False, use_causal_mask: bool = False, rng=None):
         """See the class docstring. Returns `(batch, T, output_dim)` (and the scores when asked)."""
@@ -134,8 +147,7 @@ class MultiHeadAttention(Layer):
                 f"{shape_str(key.shape)} and value of shape {shape_str(value.shape)}"
             )
         if not self.built:
-            self._build_shapes = (tuple(query.shape), tuple(value.shape), tuple(key.shape))
-            self.ensure_built(query.shape)
+            self.build_for(query.shape, value.shape, key.shape)
         else:
             expected = (self.query_kernel.shape[0], self.value_kernel.shape[0], self.key_kernel.shape[0])
             for which, tensor, width in zip(("query", "value", "key"), (query, value, key), expected, strict=False):

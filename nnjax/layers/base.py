@@ -297,8 +297,8 @@ class Layer(nnx.Module):
         else:
             self._check_input(x)
         y = self._invoke(x, training=training, key=key)
-        if self.built_output_shape is None and hasattr(y, "shape"):
-            self.built_output_shape = (None,) + tuple(y.shape[1:])
+        if self.built_output_shape is None and hasattr(y, "shape") and not isinstance(y, jax.core.Tracer):
+            self.built_output_shape = (None,) + tuple(y.shape[1:])  # (a traced call may not mutate the layer)
         return y
 
     def _invoke(self, *args, **kwargs):

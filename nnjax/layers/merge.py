@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -49,7 +50,7 @@ class _Merge(Layer):
         if not self.built:
             self.ensure_built(jnp.shape(inputs[0]))
         y = self._invoke(inputs, training=training, key=key)
-        if self.built_output_shape is None:
+        if self.built_output_shape is None and not isinstance(y, jax.core.Tracer):
             self.built_output_shape = (None,) + tuple(y.shape[1:])
         return y
 
