@@ -233,3 +233,13 @@ def test_resume_under_fsdp_restores_every_array_in_its_sharding(tmp_path):
     assert any(len(s.device_set) == 4 and s.spec != jax.sharding.PartitionSpec() for s in placed)
     for got, want in zip(probe.host, jax.tree.leaves(saved.state), strict=True):
         assert np.array_equal(got.reshape(-1).view(np.uint8), np.array(want).reshape(-1).view(np.uint8))
+
+
+def test_a_second_fit_backs_up_on_its_own_schedule(tmp_path):
+    model = tiny_model()
+    x, y = tiny_data()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)  # 12 steps without backups
+    backup = nj.callbacks.BackupAndRestore(tmp_path / "b", save_freq=4, delete_checkpoint=False, max_to_keep=5)
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[backup])
+    # every 4 steps of this fit: its steps 4, 8, 12 are the state's steps 16, 20, 24
+    assert CheckpointManager(tmp_path / "b").all_steps() == [16, 20, 24]

@@ -139,7 +139,7 @@ def kill_chain(tmp, reference, rng, kills_wanted, mode, corrupt_after=None):
                 stats["kills"] += 1
                 stats["in_flight"] += in_flight(backup)
                 good = intact_steps(backup)  # a corrupted step fails the hash check until the child writes it again
-                if corrupt_after is not None and stats["kills"] == corrupt_after and len(good) >= 2:
+                if corrupt_after is not None and stats["kills"] >= corrupt_after and not stats["fallbacks"] and len(good) >= 2:
                     folder = backup / str(good[-1])
                     data = sorted(p for p in folder.rglob("*") if p.is_file() and p.parent.name == "d")[0]
                     raw = bytearray(data.read_bytes())

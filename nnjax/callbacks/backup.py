@@ -101,7 +101,7 @@ class BackupAndRestore(Callback):
         self._guard: PreemptionGuard | None = None
         self._nonfinite = False
         self._pending_callback_states: dict | None = None
-        self._last_global = 0
+        self._last_global: int | None = None
 
     # ------------------------------------------------------------------ helpers
     def _callbacks(self) -> dict:
@@ -232,22 +232,20 @@ class BackupAndRestore(Callback):
         self._move_to_end()
         if self._manager.latest_step() is not None:
             self._restore()
-        self._last_global = self._global_step_at(model.resume_position or model.fit_position)
+        self._last_global = None  # set at the first epoch begin, when fit_position holds the start
         self._guard = PreemptionGuard(self.preemption_signals)
         self._guard.install()
 
-    def _global_step_at(self, position) -> int:
-        steps = self.params.get("steps")
-        if steps and position:
-            return int(position["epoch"]) * int(steps) + int(position["step"])
-        return int(jax.device_get(self.model.state.step))
-
     def on_epoch_begin(self, epoch, logs=None):
+        if self._last_global is None:
+            self._last_global = self._global_step()
         if self._pending_callback_states is not None:
             self._apply_callback_states()
 
     def _save_due(self) -> bool:
-        return isinstance(self.save_freq, int) and self._global_step() // self.save_freq > self._last_global // self.save_freq
+        if not isinstance(self.save_freq, int) or self._last_global is None:
+            return False
+        return self._global_step() // self.save_freq > self._last_global // self.save_freq
 
     def wants_batch_logs(self) -> bool:
         return bool(self._guard is not None and self._guard.requested) or self._save_due()
