@@ -20,7 +20,7 @@ from nnjax.bench.flops import (
     step_cost,
 )
 from nnjax.bench.report import SCHEMA_VERSION, command, machine, make_result, to_json_safe, versions, write_result
-from nnjax.bench.timing import CompileCounter, block, compile_timed, interleaved, summarize, time_fn, timed
+from nnjax.bench.timing import CompileCounter, block, compile_timed, interleaved, summarize, time_fn, timed, timed_both
 
 __all__ = [
     "PEAK_FLOPS",
@@ -44,6 +44,7 @@ __all__ = [
     "summarize",
     "time_fn",
     "timed",
+    "timed_both",
     "to_json_safe",
     "versions",
     "write_result",

@@ -78,6 +78,22 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def timed_both(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Like `timed`, also returning the process's CPU seconds (all threads) over the call.
+
+    On a shared machine, CPU time is far less sensitive than wall time to other
+    processes taking the cores; it counts the work a contender did, including
+    busy-waiting threads.
+
+    Returns:
+      `(wall_seconds, cpu_seconds, result)`.
+    """
+    cpu = time.process_time()
+    start = time.perf_counter()
+    result = block(fn())
+    return time.perf_counter() - start, time.process_time() - cpu, result
+
+
 def time_fn(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5) -> dict:
     """Times `fn()` after `warmup` untimed calls.
 
@@ -121,7 +137,8 @@ def interleaved(
         reported as `first_s` (it includes compilation).
 
     Returns:
-      name -> `summarize(...)` of its measured times, plus `"first_s"`.
+      name -> `summarize(...)` of its measured wall times, plus `"first_s"` and
+      `"cpu"` (`summarize(...)` of the process CPU seconds of the same calls).
 
     Raises:
       ValueError: if `contenders` is empty or `rounds < 1`.
@@ -134,19 +151,22 @@ def interleaved(
         )
     first: dict[str, float | None] = {name: None for name in names}
     samples: dict[str, list[float]] = {name: [] for name in names}
+    cpu_samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(warmup + rounds):
         offset = r % len(names) if rotate else 0
         for name in names[offset:] + names[:offset]:
-            seconds, _ = timed(contenders[name])
+            seconds, cpu_seconds, _ = timed_both(contenders[name])
             if r < warmup:
                 if first[name] is None:
                     first[name] = seconds
             else:
                 samples[name].append(seconds)
+                cpu_samples[name].append(cpu_seconds)
     out = {}
     for name in names:
         out[name] = summarize(samples[name])
         out[name]["first_s"] = first[name]
+        out[name]["cpu"] = summarize(cpu_samples[name])
     return out
 
 
@@ -207,4 +227,4 @@ def compile_timed(jitted: Callable, *args, **kwargs) -> tuple[Any, float]:
     return compiled, time.perf_counter() - start
 
 
-__all__ = ["CompileCounter", "block", "compile_timed", "interleaved", "summarize", "time_fn", "timed"]
+__all__ = ["CompileCounter", "block", "compile_timed", "interleaved", "summarize", "time_fn", "timed", "timed_both"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +78,19 @@ def _take(data, idx):
 
 def _batch_size(batch) -> int:
     return int(jax.tree.leaves(batch[0])[0].shape[0])
+
+
+class _FlatState(NamedTuple):
+    """A `TrainState` kept as its leaves between fit's executions.
+
+    Flattening and rebuilding a TrainState (nnx.State of Variables, optax states)
+    costs ~0.1 ms per call in Python: more than a small model's whole step on a
+    CPU. fit hands the compiled step the leaves and rebuilds the tree only when
+    someone reads `model.state` (see `Model._train_state`).
+    """
+
+    treedef: Any
+    leaves: list
 
 
 class Model:
@@ -366,6 +379,51 @@ class Model:
         self._fns.update(fns)
         return self._fns[name]
 
+    @property
+    def _train_state(self) -> TrainState | None:
+        flat = self.__dict__.get("_flat_state")
+        if flat is not None:  # rebuilt once, when someone reads the state during or after fit
+            self.__dict__["_state_tree"] = jax.tree.unflatten(flat.treedef, flat.leaves)
+            self.__dict__["_flat_state"] = None
+        return self.__dict__.get("_state_tree")
+
+    @_train_state.setter
+    def _train_state(self, value) -> None:
+        flat = value if isinstance(value, _FlatState) else None
+        self.__dict__["_flat_state"], self.__dict__["_state_tree"] = flat, None if flat is not None else value
+
+    def _run_flat(self, name: str, *args) -> tuple[_FlatState, Any]:
+        """Calls the compiled train function `name` ("train_indexed" / "train_scan") on the flat state.
+
+        Same computation, donation and compilation cache as `self._fn(name)(state, *args)`;
+        only the TrainState crosses the jit boundary as a list of leaves.
+        """
+        flat = self.__dict__.get("_flat_state")
+        if flat is None:  # the first execution, or a callback read or replaced model.state
+            leaves, treedef = jax.tree.flatten(self._train_state)
+            flat = _FlatState(treedef, leaves)
+        last = self.__dict__.get("_flat_last")
+        if last is not None and last[0] == name and last[1] is flat.treedef:
+            fn, out = last[2], last[3]
+        else:
+            key = ("flat", name, flat.treedef)
+            if key not in self._fns:
+                inner, treedef, out = self._fn(name).__wrapped__, flat.treedef, {"in": flat.treedef}
+
+                def run(leaves, *rest):
+                    state, totals = inner(jax.tree.unflatten(treedef, leaves), *rest)
+                    new_leaves, out["treedef"] = jax.tree.flatten(state)
+                    return new_leaves, totals
+
+                static = (5, 6) if name == "train_indexed" else ()
+                self._fns[key] = (jax.jit(run, donate_argnums=(0, 1), static_argnums=static), out)
+            fn, out = self._fns[key]
+        leaves, totals = fn(flat.leaves, *args)
+        if "same" not in out:  # whether the step keeps the tree's structure (it does): then skip the lookup next call
+            out["same"] = out["treedef"] == out["in"]
+        self.__dict__["_flat_last"] = (name, out["treedef"], fn, out) if out["same"] else None
+        return _FlatState(out["treedef"], leaves), totals
+
     # ------------------------------------------------------------------ data
     def _source(self, x, y, sample_weight, batch_size, shuffle, what: str, drop_remainder=False):
         """Turns fit/evaluate/predict inputs into a batch source (ArraySource or a user source)."""
@@ -562,12 +620,12 @@ class Model:
                 if step < full_steps:
                     n = k if step + k <= full_steps else 1
                     callback_list.call("on_train_batch_begin", step, None)
-                    state, totals = self._fn("train_indexed")(self._train_state, totals, device_data, order, step, n, bs)
+                    state, totals = self._run_flat("train_indexed", totals, device_data, order, step, n, bs)
                 else:  # the last partial batch: its own (cached) shape
                     n = 1
                     idx = order_np[step * bs:(step + 1) * bs]
                     callback_list.call("on_train_batch_begin", step, None)
-                    state, totals = self._fn("train_scan")(self._train_state, totals, self._put_batches([source.take(idx)]))
+                    state, totals = self._run_flat("train_scan", totals, self._put_batches([source.take(idx)]))
                 step = self._after_execution(state, totals, step, n, epoch, callback_list)
         else:
             from nnjax.data.prefetch import group_executions, prefetch_to_device
@@ -578,7 +636,7 @@ class Model:
             with prefetch_to_device(groups, put=lambda g: (len(g), self._put_batches(g)), size=2) as placed_groups:
                 for n, placed in placed_groups:
                     callback_list.call("on_train_batch_begin", step, None)
-                    state, totals = self._fn("train_scan")(self._train_state, totals, placed)
+                    state, totals = self._run_flat("train_scan", totals, placed)
                     step = self._after_execution(state, totals, step, n, epoch, callback_list)
                     if self.stop_training:
                         break
@@ -600,6 +658,8 @@ class Model:
 
     def _after_execution(self, state, totals, step, n, epoch, callback_list) -> int:
         if self._compiled.nonfinite is not None:  # one host sync per execution, only with a policy
+            if isinstance(state, _FlatState):
+                state = jax.tree.unflatten(state.treedef, state.leaves)
             error = nonfinite_lib.halt_error(state)
             if error is not None:
                 self._train_state = nonfinite_lib.clear_halt(state)
