@@ -62,6 +62,10 @@ class CheckpointManager:
       fsync: flush every file to disk before committing a step.
       max_elements: the cap on array sizes a checkpoint may claim (see `restore`).
 
+    Creating a manager removes what interrupted saves left in `directory`
+    (temporary folders, folders without a manifest): use one manager, in one
+    process, per directory.
+
     Example:
       >>> with nj.checkpoint.CheckpointManager("/tmp/run", max_to_keep=3) as mngr:
       ...     start = 0
