@@ -29,13 +29,17 @@ def _build():
     )
 
 
+def _linear():
+    return nj.Sequential([nj.layers.Flatten(), nj.layers.Dense(10, activation="softmax")])
+
+
 COMPILE = dict(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
-def _single_run(seed, x, y, validation_data=None, optimizer="adam"):
+def _single_run(seed, x, y, validation_data=None, optimizer="adam", build=_build):
     """The documented single-model equivalent of member `seed`."""
     nj.utils.set_random_seed(seed)
-    model = _build()
+    model = build()
     model.compile(**{**COMPILE, "optimizer": optimizer}, seed=seed)
     history = model.fit(x, y, batch_size=64, epochs=2, verbose=0, validation_data=validation_data)
     return model, history.history
@@ -56,27 +60,27 @@ def test_eight_members_each_equal_the_model_trained_alone(digits):
         for name, values in alone.items():
             np.testing.assert_allclose(history.curves(name)[:, seed], values, rtol=0, atol=TOL, err_msg=name)
         assert history.member(seed)["loss"] == pytest.approx(alone["loss"], abs=TOL)
-        for w_ens, w_alone in zip(weights, model.get_weights(), strict=True):
+        for w_ens, w_alone in zip(weights, model.get_weights(), strict=True):  # equal weights: equal outputs
             np.testing.assert_allclose(w_ens[seed], w_alone, rtol=0, atol=TOL)
-        np.testing.assert_allclose(predictions[seed], model.predict(x_test, batch_size=64, verbose=0), rtol=0, atol=TOL)
     # Members really differ: their own initialisation, dropout masks, data order and BatchNorm statistics.
     moving_mean = [w for w in weights if w.shape == (8, 32)][-2]
     assert len({np.round(row, 6).tobytes() for row in moving_mean}) == 8
     np.testing.assert_array_equal(history.mean("loss"), history.curves("loss").mean(axis=1))
     np.testing.assert_allclose(ens.member(3).predict(x_test, batch_size=64, verbose=0), predictions[3], rtol=0, atol=TOL)
+    np.testing.assert_allclose(model.predict(x_test, batch_size=64, verbose=0), predictions[7], rtol=0, atol=TOL)
 
 
 def test_learning_rate_sweep_gives_each_member_its_own_run(digits):
     x, y, x_test, y_test = _data(digits, 320)  # 5 batches of 64; validation: 2 batches
     rates = [3e-4, 1e-3, 3e-3, 1e-2]
-    sweep = parallel.Ensemble(_build, size=4, seeds=0)  # one initialisation, one data order
+    sweep = parallel.Ensemble(_linear, size=4, seeds=0)  # one initialisation, one data order
     sweep.compile(**COMPILE, hyperparams={"learning_rate": rates})
     history = sweep.fit(x, y, batch_size=64, epochs=2, verbose=0, validation_data=(x_test, y_test))
     learning_rates = nj.optimizers.get_learning_rate(sweep.state.opt_state)
     np.testing.assert_allclose(np.asarray(learning_rates), rates, rtol=1e-7)
     finals = []
     for index, rate in enumerate(rates):
-        _, alone = _single_run(0, x, y, (x_test, y_test), optimizer=nj.optimizers.Adam(learning_rate=rate))
+        _, alone = _single_run(0, x, y, (x_test, y_test), optimizer=nj.optimizers.Adam(learning_rate=rate), build=_linear)
         for name, values in alone.items():
             np.testing.assert_allclose(history.curves(name)[:, index], values, rtol=0, atol=TOL, err_msg=f"{name} at {rate}")
         finals.append(alone["loss"][-1])
@@ -87,12 +91,12 @@ def test_weight_decay_sweep_through_inject_hyperparams(digits):
     x, y, _, _ = _data(digits, 256)
     decays = [0.0, 0.5]
     tx = optax.inject_hyperparams(optax.adamw)(learning_rate=1e-2, weight_decay=0.0)
-    sweep = parallel.Ensemble(_build, size=2, seeds=7)
+    sweep = parallel.Ensemble(_linear, size=2, seeds=7)
     sweep.compile(**{**COMPILE, "optimizer": tx}, hyperparams={"weight_decay": decays})
     history = sweep.fit(x, y, batch_size=64, epochs=2, verbose=0)
     for index, decay in enumerate(decays):
         nj.utils.set_random_seed(7)
-        model = _build()
+        model = _linear()
         model.compile(**{**COMPILE, "optimizer": optax.adamw(1e-2, weight_decay=decay)}, seed=7)
         alone = model.fit(x, y, batch_size=64, epochs=2, verbose=0).history
         np.testing.assert_allclose(history.curves("loss")[:, index], alone["loss"], rtol=0, atol=TOL)
@@ -100,7 +104,7 @@ def test_weight_decay_sweep_through_inject_hyperparams(digits):
 
 def test_predict_and_evaluate_match_numpy_for_each_member(digits):
     x, y, _, _ = _data(digits, 100)
-    ens = parallel.Ensemble(lambda: nj.Sequential([nj.layers.Flatten(), nj.layers.Dense(10, activation="softmax")]), size=3)
+    ens = parallel.Ensemble(_linear, size=3)
     ens.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     ens.build((None, 8, 8))
     bias, kernel = sorted(ens.get_weights(), key=lambda w: w.ndim)  # (3, 10), (3, 64, 10)
@@ -134,6 +138,18 @@ def test_build_fn_may_take_the_seed_and_weights_round_trip(digits, tmp_path):
     assert not np.allclose(other.predict(x), before)
     other.load_weights(path)
     np.testing.assert_array_equal(other.predict(x), before)
+
+
+def test_a_dataset_feeds_every_member_the_same_batches(digits):
+    x, y, _, _ = _data(digits, 200)  # 3 batches of 64 and one of 8
+    arrays = parallel.Ensemble(_linear, size=2)
+    arrays.compile(**COMPILE)
+    expected = arrays.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)  # every member in file order
+    streamed = parallel.Ensemble(_linear, size=2)
+    streamed.compile(**COMPILE, steps_per_execution=2)
+    history = streamed.fit(nj.data.ArraySource(x, y, batch_size=64, shuffle=False), epochs=2, verbose=0)
+    for name in ("loss", "accuracy"):
+        np.testing.assert_allclose(history.curves(name), expected.curves(name), rtol=0, atol=TOL)
 
 
 def test_errors_name_what_was_expected_and_received(digits):

@@ -16,12 +16,11 @@ TOL = 1e-5
 
 
 def test_shard_map_and_pmap_examples_equal_data_parallel():
-    report = shard_map.main(["--epochs", "2"])
+    report = shard_map.main(["--epochs", "1"])
     for name in ("shard_map", "pmap"):
         assert report[name]["loss_diff"] <= TOL, name
         assert report[name]["param_diff"] <= TOL, name
-    losses = report["data_parallel"]["losses"]
-    assert losses[1] < losses[0]
+    assert report["data_parallel"]["losses"][0] < np.log(10)  # it learns: below chance level after one epoch
 
 
 def test_data_parallel_example_with_fsdp(capsys):

@@ -27,7 +27,6 @@ import numpy as np
 from flax import nnx
 
 from nnjax.callbacks.base import CallbackList
-from nnjax.checkpoint.pytree import restore_pytree, save_pytree
 from nnjax.data.arrays import ArraySource, epoch_permutation, split_validation
 from nnjax.parallel.history import EnsembleHistory
 from nnjax.parallel.hyperparams import set_hyperparams
@@ -521,6 +520,8 @@ class Ensemble:
 
     def save_weights(self, filepath: str, overwrite: bool = True) -> str:
         """Writes every member's variables (stacked) to the folder `filepath` with Orbax."""
+        from nnjax.checkpoint.pytree import save_pytree
+
         state = self.state
         tree = {"params": state.params.to_pure_dict(), "model_state": state.model_state.to_pure_dict()}
         return save_pytree(filepath, tree, overwrite=overwrite)
@@ -532,6 +533,8 @@ class Ensemble:
           FileNotFoundError: if nothing was saved at `filepath`.
           ValueError: if the saved weights do not match this ensemble.
         """
+        from nnjax.checkpoint.pytree import restore_pytree
+
         state = self.state
         params, model_state = state.params, state.model_state
         target = {"params": params.to_pure_dict(), "model_state": model_state.to_pure_dict()}
