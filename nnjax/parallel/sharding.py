@@ -302,7 +302,8 @@ class FSDP(Distribution):
 
     Every array of at least `min_size` elements is split along its largest axis
     that the data axis divides, so each device holds `1/N` of it; smaller arrays
-    (biases, scalars) are replicated. Batches are split as in `DataParallel`, and
+    (biases, scalars) and arrays with no axis divisible by `N` are replicated
+    (`state_shardings(state)` shows the layout). Batches are split as in `DataParallel`, and
     XLA gathers each parameter where it is used. The result equals replicated
     training (only the order of floating-point sums may differ).
 
