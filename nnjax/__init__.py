@@ -20,6 +20,7 @@ from nnjax import (
     metrics,
     models,
     optimizers,
+    parallel,
     train,
     utils,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "metrics",
     "models",
     "optimizers",
+    "parallel",
     "plot_history",
     "plot_model",
     "train",

@@ -28,7 +28,8 @@ def plot_history(history, to_file: str | os.PathLike | None = None, metrics=None
 
     Args:
       history: what `fit` returns (or `model.history`), or a dict such as
-        `{"loss": [...], "val_loss": [...]}`.
+        `{"loss": [...], "val_loss": [...]}`; an ensemble's `EnsembleHistory` is
+        drawn as the members' mean, spread and individual curves.
       to_file: a PNG (or any format matplotlib knows, by extension) to write.
       metrics: names to draw (without "val_"); all of them by default, "loss" first.
       dpi: resolution of the written file.
@@ -49,6 +50,10 @@ def plot_history(history, to_file: str | os.PathLike | None = None, metrics=None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    if type(history).__name__ == "EnsembleHistory":  # per-member curves: mean, spread and members
+        from nnjax.parallel.history import plot_ensemble_history
+
+        return plot_ensemble_history(history, to_file=to_file, metrics=metrics, dpi=dpi, title=title)
     data, epochs = _as_dict(history)
     data = {k: [float(v) for v in values] for k, values in data.items() if len(values)}
     if not data:
