@@ -301,20 +301,6 @@ def ratio(results: dict, a: str, b: str, key: str = "epoch_s"):
     return rb[key] / ra[key]
 
 
-def counting(fn, counter):
-    """`fn` that counts compilations on every call after its first (the warm-up) in `counter`."""
-    calls = {"n": 0}
-
-    def run():
-        calls["n"] += 1
-        if calls["n"] == 1:
-            return fn()
-        with counter:
-            return fn()
-
-    return run
-
-
 def main(argv=None):
     args = parse_args(argv)
     wanted = args.contenders.split(",")
@@ -354,19 +340,18 @@ def main(argv=None):
             skipped[name] = str(e)
 
     # Recompilation check: after its warm-up run, no contender may compile again (epochs end in a partial batch).
-    stats, compiles = {}, {}
-    if contenders:
-        counters = {name: bench.CompileCounter() for name in contenders}
-        stats = bench.interleaved(
-            {name: counting(fn, counters[name]) for name, fn in contenders.items()}, rounds=args.rounds, warmup=args.warmup
-        )
-        compiles = {name: counters[name].count for name in contenders}
+    stats = bench.interleaved(contenders, rounds=args.rounds, warmup=args.warmup, on_error="record") if contenders else {}
+    failed = {}
+    for name, entry in stats.items():
+        if "error" in entry:
+            failed[name] = entry["error"]
 
     steps_per_run = steps_per_epoch * args.epochs
     results = []
     for name in wanted:
-        if name in skipped:
-            results.append({"name": name, "status": "skipped", "reason": skipped[name]})
+        if name in skipped or name in failed:
+            status = "skipped" if name in skipped else "failed"
+            results.append({"name": name, "status": status, "reason": skipped.get(name) or failed[name]})
             continue
         wall, cpu = stats[name], stats[name]["cpu"]
         results.append(
@@ -380,7 +365,7 @@ def main(argv=None):
                 "steps_per_s": steps_per_run / wall["median"],
                 "us_per_step": 1e6 * wall["median"] / steps_per_run,
                 "first_run_s": wall["first_s"],
-                "compiles_after_warmup": compiles[name],
+                "compiles_after_warmup": wall["compiles"],
                 "final_loss": lasts[name].get("loss"),
                 "run_samples_s": wall["samples"],
                 "run_cpu_samples_s": cpu["samples"],
@@ -417,7 +402,11 @@ def main(argv=None):
         "unit": f"one run of {args.epochs} epochs per contender per round, data starting in host memory",
         "ratio": "median epoch time of the second over the first: > 1 means the first is faster",
     }
-    notes = [f"{name} compiled {count} times after its warm-up run" for name, count in compiles.items() if count]
+    notes = [
+        f"{r['name']} compiled {r['compiles_after_warmup']} times after its warm-up run"
+        for r in results
+        if r.get("compiles_after_warmup")
+    ]
     if one_step_cost is not None and not args.no_cost:
         cost = one_step_cost()
         config["flops_per_step"] = cost["flops"]

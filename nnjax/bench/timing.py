@@ -122,7 +122,12 @@ def time_fn(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5) -> dict
 
 
 def interleaved(
-    contenders: Mapping[str, Callable[[], Any]], *, rounds: int = 5, warmup: int = 1, rotate: bool = True
+    contenders: Mapping[str, Callable[[], Any]],
+    *,
+    rounds: int = 5,
+    warmup: int = 1,
+    rotate: bool = True,
+    on_error: str = "raise",
 ) -> dict[str, dict]:
     """Times several contenders in interleaved rounds, so drift hits all alike.
 
@@ -135,13 +140,19 @@ def interleaved(
       rounds: measured rounds (at least 1).
       warmup: untimed rounds first; the first warm-up time of each contender is
         reported as `first_s` (it includes compilation).
+      rotate: move the starting contender by one each round.
+      on_error: "raise", or "record": a contender that raises is dropped from the
+        remaining rounds and reported as `{"error": "Type: message"}` (so one
+        failing baseline does not lose the others' numbers).
 
     Returns:
-      name -> `summarize(...)` of its measured wall times, plus `"first_s"` and
-      `"cpu"` (`summarize(...)` of the process CPU seconds of the same calls).
+      name -> `summarize(...)` of its measured wall times, plus `"first_s"`,
+      `"cpu"` (`summarize(...)` of the process CPU seconds of the same calls) and
+      `"compiles"` (XLA compilations during its measured calls: 0 proves that
+      nothing recompiled after the warm-up).
 
     Raises:
-      ValueError: if `contenders` is empty or `rounds < 1`.
+      ValueError: if `contenders` is empty, `rounds < 1` or `on_error` is unknown.
     """
     names = list(contenders)
     if not names or rounds < 1 or warmup < 0:
@@ -149,24 +160,41 @@ def interleaved(
             f"interleaved: expected at least one contender, rounds >= 1 and warmup >= 0; got {len(names)} contenders, "
             f"rounds={rounds}, warmup={warmup}"
         )
+    if on_error not in ("raise", "record"):
+        raise ValueError(f"interleaved: `on_error` must be 'raise' or 'record'; got {on_error!r}")
     first: dict[str, float | None] = {name: None for name in names}
     samples: dict[str, list[float]] = {name: [] for name in names}
     cpu_samples: dict[str, list[float]] = {name: [] for name in names}
+    compiles = {name: CompileCounter() for name in names}
+    errors: dict[str, str] = {}
     for r in range(warmup + rounds):
         offset = r % len(names) if rotate else 0
         for name in names[offset:] + names[:offset]:
-            seconds, cpu_seconds, _ = timed_both(contenders[name])
-            if r < warmup:
-                if first[name] is None:
-                    first[name] = seconds
-            else:
-                samples[name].append(seconds)
-                cpu_samples[name].append(cpu_seconds)
+            if name in errors:
+                continue
+            try:
+                if r < warmup:
+                    seconds, _, _ = timed_both(contenders[name])
+                    first[name] = seconds if first[name] is None else first[name]
+                    continue
+                with compiles[name]:
+                    seconds, cpu_seconds, _ = timed_both(contenders[name])
+            except Exception as err:
+                if on_error == "raise":
+                    raise
+                errors[name] = f"{type(err).__name__}: {err}"
+                continue
+            samples[name].append(seconds)
+            cpu_samples[name].append(cpu_seconds)
     out = {}
     for name in names:
+        if name in errors:
+            out[name] = {"error": errors[name]}
+            continue
         out[name] = summarize(samples[name])
         out[name]["first_s"] = first[name]
         out[name]["cpu"] = summarize(cpu_samples[name])
+        out[name]["compiles"] = compiles[name].count
     return out
 
 

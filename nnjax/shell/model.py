@@ -345,6 +345,8 @@ class Model:
                 state, metrics = steps.train_step(state, batch)
                 return (state, accumulate_train(totals, metrics, _batch_size(batch))), None
 
+            if jax.tree.leaves(batches)[0].shape[0] == 1:  # one step: no loop (see train_indexed)
+                return keep_layout(body((state, totals), jax.tree.map(lambda a: a[0], batches))[0])
             return keep_layout(jax.lax.scan(body, (state, totals), batches)[0])
 
         def train_indexed(state, totals, data, order, start, num_steps, batch_size):
@@ -358,6 +360,8 @@ class Model:
                 state, metrics = steps.train_step(state, batch)
                 return state, accumulate_train(totals, metrics, batch_size)
 
+            if num_steps == 1:  # one step: no loop (XLA:CPU runs convolutions inside a while loop 3-5x slower)
+                return keep_layout(body((state, totals), 0)[0])
             return keep_layout(jax.lax.scan(body, (state, totals), jnp.arange(num_steps))[0])
 
         def eval_scan(state, totals, batches):
