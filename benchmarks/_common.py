@@ -76,8 +76,9 @@ def torch_device(platform: str) -> str:
     return "cuda" if platform == "gpu" and torch.cuda.is_available() else "cpu"
 
 
-def result_rows(names, stats, skipped, lasts, extra, *, steps_per_run: int, examples_per_run: int, epochs: int,
-                flops_per_step=None, peak=None) -> list[dict]:
+def result_rows(
+    names, stats, skipped, lasts, extra, *, steps_per_run: int, examples_per_run: int, epochs: int, flops_per_step=None, peak=None
+) -> list[dict]:
     """Schema-1 result rows (one per contender) from `bench.interleaved` statistics."""
     rows = []
     for name in names:

@@ -34,9 +34,9 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import core_loop_contender, fit_contender, one_step_cost, result_rows, speed_ratio, torch_device
 
 import nnjax as nj
-from _common import core_loop_contender, fit_contender, one_step_cost, result_rows, speed_ratio, torch_device
 from nnjax import bench
 
 ALL = ("nnjax_fit", "nnjax_fit_spe", "nnjax_core_loop", "torch_eager", "torch_compile")
