@@ -139,6 +139,20 @@ def _has_tracer(tree) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
 
 
+def _trace_state():
+    from jax.extend.core import get_opaque_trace_state
+
+    return get_opaque_trace_state(convention="nnx")
+
+
+_TOP_LEVEL_TRACE = _trace_state()
+
+
+def _inside_a_trace() -> bool:
+    """True inside `jit`/`vmap`/`grad`/`eval_shape`, even when the layer's own inputs are constants."""
+    return _trace_state() != _TOP_LEVEL_TRACE
+
+
 def _is_array_tree(value) -> bool:
     leaves = jax.tree.leaves(value)
     return bool(leaves) and all(hasattr(leaf, "shape") and hasattr(leaf, "dtype") for leaf in leaves)
@@ -308,7 +322,7 @@ class Layer(nnx.Module):
         (`training`, flags) are static. Variables the call updates (BatchNorm statistics) are written
         back to the layer, as an eager call would.
         """
-        if not self._jit_eager_calls or _has_tracer((args, kwargs)):
+        if not self._jit_eager_calls or _has_tracer((args, kwargs)) or _inside_a_trace():
             return self.call(*args, **kwargs)
         dynamic = {k: v for k, v in kwargs.items() if _is_array_tree(v)}
         static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in dynamic))

@@ -85,6 +85,8 @@ class GPT(Composite):
     Example:
       >>> gpt = nj.models.GPT(vocab_size=65, block_size=64, num_layers=2, num_heads=2, embed_dim=64)
       >>> logits = gpt(ids)                         # ids: int32 (batch, T)
+      >>> model = nj.Model(gpt)
+      >>> model.build((None, 64), dtype="int32")     # (or let fit build it from the data)
       >>> text = gpt.generate(prompt_ids, 100, key=jax.random.key(0))
     """
 
