@@ -234,14 +234,17 @@ class CompileCounter:
 
     def __enter__(self) -> CompileCounter:
         self._active = True
-        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        if not getattr(self, "_registered", False):
+            jax.monitoring.register_event_duration_secs_listener(self._listen)
+            self._registered = True
         return self
 
     def __exit__(self, *exc) -> None:
         self._active = False
         unregister = getattr(jax.monitoring, "unregister_event_duration_listener", None)
-        if unregister is not None:
+        if getattr(self, "_registered", False) and unregister is not None:
             unregister(self._listen)
+            self._registered = False
 
 
 def compile_timed(jitted: Callable, *args, **kwargs) -> tuple[Any, float]:
