@@ -529,8 +529,8 @@ def test_embedding_lookup_matches_numpy_indexing():
     assert np.all(np.abs(table) <= 0.05)  # Keras's U(-0.05, 0.05)
     # Inside jit an out-of-range id cannot be checked: it gives NaN, not a silently clamped row.
     graphdef, state = nnx.split(layer)
-    out = jax.jit(lambda s, i: nnx.merge(graphdef, s)(i))(state, jnp.array([[1, 10]]))
-    assert np.all(np.isfinite(np.asarray(out[0, 0]))) and np.all(np.isnan(np.asarray(out[0, 1])))
+    out = np.asarray(jax.jit(lambda s, i: nnx.merge(graphdef, s)(i))(state, jnp.array([[1, 10, -1]])))
+    assert np.all(np.isfinite(out[0, 0])) and np.all(np.isnan(out[0, 1])) and np.all(np.isnan(out[0, 2]))
 
 
 def test_dropout_training_inference_and_keys():

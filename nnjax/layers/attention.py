@@ -28,7 +28,8 @@ class MultiHeadAttention(Layer):
     `(batch, T, dq)`, `key` and `value` `(batch, S, dv)` to `num_heads` heads, computes
     `softmax(Q K^T / sqrt(key_dim)) V` per head and projects back to `(batch, T, output_dim)`.
     Without attention dropout in training and without `return_attention_scores`, the heads go
-    through `jax.nn.dot_product_attention`, so GPUs get their fused (cuDNN/flash) kernels.
+    through `jax.nn.dot_product_attention`: `implementation="cudnn"` selects cuDNN's fused (flash)
+    kernel on NVIDIA GPUs (bfloat16/float16 inputs); None lets JAX choose (XLA in JAX 0.10).
 
     Args:
       num_heads: number of heads.
@@ -38,7 +39,7 @@ class MultiHeadAttention(Layer):
       dropout: dropout rate on the attention probabilities (training only; needs a key).
       use_bias: biases in the four projections.
       output_shape: output width (`query_width` when None).
-      implementation: passed to `jax.nn.dot_product_attention` (None, "xla" or "cudnn").
+      implementation: passed to `jax.nn.dot_product_attention`: None, "xla" or "cudnn".
 
     Call args:
       query: `(batch, T, dq)`.

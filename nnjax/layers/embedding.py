@@ -24,7 +24,7 @@ class Embedding(Layer):
 
     Ids are checked on the host when the input is a concrete array (eager calls, `predict_on_batch`
     inputs before tracing): a float array or an id outside `[0, input_dim)` raises. Inside `jit`,
-    where values are unknown, an out-of-range id gives a row of NaN rather than a silently clamped
+    where values are unknown, an out-of-range id (negative ones too) gives a row of NaN rather than a clamped or wrapped
     row, so a wrong id cannot train unnoticed.
 
     Args:
@@ -80,7 +80,8 @@ class Embedding(Layer):
 
     def call(self, x, *, training=False, key=None):
         table = self.embeddings[...]
-        return jnp.take(table, x, axis=0, mode="fill", fill_value=jnp.nan)
+        ids = jnp.where(x < 0, self.input_dim, x)  # negative ids would wrap around; send them out of range
+        return jnp.take(table, ids, axis=0, mode="fill", fill_value=jnp.nan)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)

@@ -28,12 +28,13 @@ class TransformerBlock(Composite):
       dropout: dropout on the attention probabilities and on both residual branches.
       activation: MLP activation ("gelu").
       epsilon: layer-norm epsilon (1e-5, GPT-2's).
+      attention_implementation: `jax.nn.dot_product_attention`'s implementation (None, "xla", "cudnn").
 
     Input and output `(batch, T, D)`.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, mlp_ratio: int = 4, dropout: float = 0.0, activation="gelu",
-                 epsilon: float = 1e-5, **kwargs):
+                 epsilon: float = 1e-5, attention_implementation: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if embed_dim % num_heads:
             raise ValueError(
@@ -42,7 +43,7 @@ class TransformerBlock(Composite):
             )
         self.ln1 = layers.LayerNormalization(epsilon=epsilon)
         self.attention = layers.MultiHeadAttention(num_heads, key_dim=embed_dim // num_heads, dropout=dropout,
-                                                   kernel_initializer=_NORMAL_002)
+                                                   kernel_initializer=_NORMAL_002, implementation=attention_implementation)
         self.ln2 = layers.LayerNormalization(epsilon=epsilon)
         self.fc = layers.Dense(mlp_ratio * embed_dim, activation=activation, kernel_initializer=_NORMAL_002)
         self.proj = layers.Dense(embed_dim, kernel_initializer=_NORMAL_002)
@@ -81,6 +82,8 @@ class GPT(Composite):
       mlp_ratio: MLP width multiple (4).
       dropout: embedding, attention and residual dropout (0.0).
       tie_embeddings: share the token embedding with the output head (True).
+      attention_implementation: "cudnn" for cuDNN's fused attention on NVIDIA GPUs (bfloat16/float16);
+        None lets JAX choose.
 
     Example:
       >>> gpt = nj.models.GPT(vocab_size=65, block_size=64, num_layers=2, num_heads=2, embed_dim=64)
@@ -91,7 +94,8 @@ class GPT(Composite):
     """
 
     def __init__(self, vocab_size: int = 256, block_size: int = 256, num_layers: int = 6, num_heads: int = 6,
-                 embed_dim: int = 384, mlp_ratio: int = 4, dropout: float = 0.0, tie_embeddings: bool = True, **kwargs):
+                 embed_dim: int = 384, mlp_ratio: int = 4, dropout: float = 0.0, tie_embeddings: bool = True,
+                 attention_implementation: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if embed_dim % num_heads:
             raise ValueError(
@@ -102,7 +106,8 @@ class GPT(Composite):
         self.tie_embeddings = bool(tie_embeddings)
         self.token_embedding = layers.Embedding(vocab_size, embed_dim, embeddings_initializer=_NORMAL_002)
         self.dropout = layers.Dropout(dropout)
-        self.blocks = nnx.List([TransformerBlock(embed_dim, num_heads, mlp_ratio, dropout) for _ in range(num_layers)])
+        self.blocks = nnx.List([TransformerBlock(embed_dim, num_heads, mlp_ratio, dropout, attention_implementation=attention_implementation)
+                                for _ in range(num_layers)])
         self.ln_f = layers.LayerNormalization(epsilon=1e-5)
         if not self.tie_embeddings:
             self.head = layers.Dense(vocab_size, use_bias=False, kernel_initializer=_NORMAL_002)
