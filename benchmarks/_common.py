@@ -46,18 +46,17 @@ def core_loop_contender(state, x, y, *, batch_size: int, epochs: int, seed: int 
         state, metrics = nj.train.train_step(state, (x[idx], y[idx]))
         return state, loss_sum + metrics["loss"] * idx.shape[0]
 
-    box = {"state": state, "epoch": 0}
+    box = {"state": state}
     last = {}
 
     def run():
-        for _ in range(epochs):
-            order = jnp.asarray(nj.data.epoch_permutation(seed, box["epoch"], n), jnp.int32)
+        for epoch in range(epochs):  # epochs 0..E-1 of each run, as fit(epochs=E)
+            order = jnp.asarray(nj.data.epoch_permutation(seed, epoch, n), jnp.int32)
             loss_sum = jnp.zeros((), jnp.float32)
             for i in range(full):
                 box["state"], loss_sum = step_at(box["state"], loss_sum, x, y, order, i)
             if rest:
                 box["state"], loss_sum = step_tail(box["state"], loss_sum, x, y, order)
-            box["epoch"] += 1
             last["loss"] = float(loss_sum) / n
         return box["state"].params
 

@@ -115,12 +115,11 @@ def torch_contender(args, x, y, device: str, compiled: bool):
     data_y = torch.from_numpy(y.astype(np.int64)).to(device)
     n, bs = x.shape[0], args.batch_size
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
-    box, last = {"epoch": 0}, {}
+    last = {}
 
     def run():
-        for _ in range(args.epochs):
-            order = torch.from_numpy(nj.data.epoch_permutation(args.seed, box["epoch"], n)).to(device)
-            box["epoch"] += 1
+        for epoch in range(args.epochs):  # epochs 0..E-1 of each run, as fit(epochs=E)
+            order = torch.from_numpy(nj.data.epoch_permutation(args.seed, epoch, n)).to(device)
             loss_sum = torch.zeros((), device=device)
             for start in range(0, n, bs):
                 idx = order[start : start + bs]

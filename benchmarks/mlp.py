@@ -153,31 +153,31 @@ def jax_contenders(args, x, y, pairs):
         params = dense_params(pairs)
         return [params, tx.init(params), jnp.zeros(3, jnp.float32)]
 
-    loop_state, scan_state = {"carry": fresh(), "epoch": 0}, {"carry": fresh(), "epoch": 0}
+    loop_state, scan_state = {"carry": fresh()}, {"carry": fresh()}
     loop_last, scan_last = {}, {}
 
     def run_loop():
         data_x, data_y = jax.device_put(x), jax.device_put(y)
-        for _ in range(args.epochs):
-            order = jnp.asarray(epoch_order(args.seed, loop_state["epoch"], n), jnp.int32)
+        for epoch in range(args.epochs):  # epochs 0..E-1 of each run, as fit(epochs=E)
+            order = jnp.asarray(epoch_order(args.seed, epoch, n), jnp.int32)
             params, opt_state, _ = loop_state["carry"]
             carry = (params, opt_state, jnp.zeros(3, jnp.float32))
             for i in range(full):
                 carry = step_at(carry, data_x, data_y, order, i)
             if rest:
                 carry = step_tail(carry, data_x, data_y, order)
-            loop_state["carry"], loop_state["epoch"] = carry, loop_state["epoch"] + 1
+            loop_state["carry"] = carry
             totals = np.asarray(carry[2])  # the epoch's mean loss, read on the host as fit does
             loop_last["loss"] = float(totals[0] / totals[2])
         return carry
 
     def run_scan():
         data_x, data_y = jax.device_put(x), jax.device_put(y)
-        for _ in range(args.epochs):
-            order = jnp.asarray(epoch_order(args.seed, scan_state["epoch"], n), jnp.int32)
+        for epoch in range(args.epochs):
+            order = jnp.asarray(epoch_order(args.seed, epoch, n), jnp.int32)
             params, opt_state, _ = scan_state["carry"]
             carry = epoch_scan((params, opt_state, jnp.zeros(3, jnp.float32)), data_x, data_y, order)
-            scan_state["carry"], scan_state["epoch"] = carry, scan_state["epoch"] + 1
+            scan_state["carry"] = carry
             totals = np.asarray(carry[2])
             scan_last["loss"] = float(totals[0] / totals[2])
         return carry
@@ -240,13 +240,11 @@ def torch_contender(args, x, y, pairs):
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, eps=EPSILON)
     data_x, data_y = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
     n, bs = x.shape[0], args.batch_size
-    state = {"epoch": 0}
     last = {}
 
     def run():
-        for _ in range(args.epochs):
-            order = torch.from_numpy(epoch_order(args.seed, state["epoch"], n))
-            state["epoch"] += 1
+        for epoch in range(args.epochs):  # epochs 0..E-1 of each run, as fit(epochs=E)
+            order = torch.from_numpy(epoch_order(args.seed, epoch, n))
             loss_sum = torch.zeros(())
             correct = torch.zeros(())
             for start in range(0, n, bs):
