@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.nn import initializers as init
 
@@ -16,9 +17,21 @@ INITIALIZERS = {
     "zeros": init.zeros,
     "ones": init.ones,
     "random_normal": init.normal(0.05),
-    "random_uniform": init.uniform(0.1),
+    "random_uniform": None,  # set below: Keras's RandomUniform samples [-0.05, 0.05)
     "truncated_normal": init.truncated_normal(0.05),
 }
+
+
+def random_uniform(minval: float = -0.05, maxval: float = 0.05):
+    """Keras's `RandomUniform`: uniform on `[minval, maxval)`."""
+
+    def initializer(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, minval, maxval)
+
+    return initializer
+
+
+INITIALIZERS["random_uniform"] = random_uniform()
 
 
 def get(identifier, *, where: str = "initializer"):
@@ -41,4 +54,4 @@ def constant(value):
     return initializer
 
 
-__all__ = ["INITIALIZERS", "constant", "get"]
+__all__ = ["INITIALIZERS", "constant", "get", "random_uniform"]

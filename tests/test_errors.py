@@ -145,3 +145,26 @@ def test_load_weights_of_another_model_is_refused(tmp_path):
         big.load_weights(path)
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         big.load_weights(tmp_path / "missing")
+
+
+def test_embedding_ids_out_of_range_fail_before_training():
+    """A compiled gather cannot report a bad id, so fit checks the whole array on the host first."""
+    model = nj.Sequential([nj.layers.Embedding(10, 4, name="tokens"), nj.layers.Flatten(), nj.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    ids = np.tile(np.arange(5), (20, 1))
+    ids[13, 2] = 10
+    with pytest.raises(ValueError, match=r'layer "tokens".*expected ids in \[0, 10\).*received ids in \[0, 10\]'):
+        model.fit(ids, np.zeros(20, np.int32), epochs=1, verbose=0)
+    gpt = nj.Model(nj.models.GPT(vocab_size=16, block_size=8, num_layers=1, num_heads=2, embed_dim=8), input_shape=(8,), input_dtype="int32")
+    gpt.compile(optimizer="adam", loss=nj.losses.SparseCategoricalCrossentropy(from_logits=True))
+    tokens = np.full((4, 8), 3)
+    tokens[1, 1] = 16
+    with pytest.raises(ValueError, match=r"expected ids in \[0, 16\)"):
+        gpt.fit(tokens, np.zeros((4, 8), np.int32), epochs=1, verbose=0)
+
+
+def test_random_uniform_initializer_is_keras_range():
+    import jax
+
+    values = np.asarray(nj.initializers.get("random_uniform")(jax.random.PRNGKey(0), (10000,)))
+    assert values.min() >= -0.05 and values.max() < 0.05 and values.min() < -0.045 and values.max() > 0.045

@@ -304,6 +304,21 @@ class Layer(nnx.Module):
                     f"shape to have value {want}, but received input with shape {shape_str(shape)}"
                 )
 
+    def first_sublayer(self) -> "Layer | None":
+        """The sublayer that sees this layer's input first (containers override it)."""
+        return None
+
+    def check_host_inputs(self, x) -> None:
+        """Checks a whole dataset's inputs on the host before anything is compiled.
+
+        `fit`, `evaluate` and `predict` call it with the full input arrays, so a
+        value that the compiled step could not report (an `Embedding` id out of
+        range) fails before training. Containers delegate to `first_sublayer()`.
+        """
+        first = self.first_sublayer()
+        if first is not None:
+            first.check_host_inputs(x)
+
     def __call__(self, x, training: bool = False, key=None):
         """Builds on first use, checks the input shape, then runs `call`."""
         if not self.built:

@@ -70,6 +70,10 @@ class Embedding(Layer):
                     f"[0, {self.input_dim}) (input_dim={self.input_dim}), but received ids in [{low}, {high}]"
                 )
 
+    def check_host_inputs(self, x) -> None:
+        """Ids must be integers in `[0, input_dim)`: checked on the whole dataset before training."""
+        self._check_ids(x)
+
     def __call__(self, x, training: bool = False, key=None):
         """Looks up `x` (integer ids, shape `(batch, ...)`); see the class docstring for the checks."""
         if is_building() and jnp.issubdtype(jnp.result_type(x), jnp.floating):

@@ -120,6 +120,9 @@ class GPT(Composite):
                 f"{self.block_size} tokens, but received input with shape {shape_str(tuple(shape))}"
             )
 
+    def first_sublayer(self):
+        return self.token_embedding
+
     def build(self, input_shape, key):
         self._check_length(input_shape)
         shape = output_shape(self.token_embedding, input_shape)

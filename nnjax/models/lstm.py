@@ -52,6 +52,9 @@ class LSTMClassifier(Composite):
         self.stack = nnx.List(stack)
         self.token_inputs = vocab_size is not None
 
+    def first_sublayer(self):
+        return self.stack[0]
+
     def build(self, input_shape, key):
         build_chain(list(self.stack), input_shape)
 

@@ -100,6 +100,8 @@ class Model:
       module: an nnjax layer, a Flax NNX module or a Flax Linen module.
       name: the model's name.
       input_shape: shape of one example; builds the model at once.
+      input_dtype: dtype of the inputs when building from `input_shape`
+        (e.g. "int32" for token ids); float32 by default.
 
     Example:
       >>> model = nj.Model(MyNNXModule(rngs=nnx.Rngs(0)))
@@ -107,7 +109,8 @@ class Model:
       >>> model.fit(x, y, epochs=3)
     """
 
-    def __init__(self, module: Any = None, *, name: str | None = None, input_shape: Sequence[int] | None = None):
+    def __init__(self, module: Any = None, *, name: str | None = None, input_shape: Sequence[int] | None = None,
+                 input_dtype=None):
         if module is None:
             raise TypeError("Model(module): expected an nnjax layer, a Flax NNX module or a Flax Linen module; got None")
         if is_linen(module):
@@ -135,7 +138,7 @@ class Model:
             self._input_spec = (None, None)  # a user module is built by its constructor
         hint = input_shape or (module.input_shape_hint if isinstance(module, Layer) else None)
         if hint is not None and not self.built:
-            self.build((None,) + tuple(hint))
+            self.build((None,) + tuple(hint), dtype=input_dtype or jnp.float32)
 
     # ------------------------------------------------------------------ building
     @property
@@ -476,6 +479,8 @@ class Model:
                     f'{what}: input of model "{self.name}" is incompatible: expected shape {shape_str(expected)}, '
                     f"received input with shape {shape_str((None,) + got[1:])}"
                 )
+        if isinstance(self.module, Layer):
+            self.module.check_host_inputs(source.x if isinstance(source, ArraySource) else sample[0])
         out = jax.eval_shape(lambda s, v: steps.predict_step(s, v), state, spec)
         if hasattr(out, "shape"):
             self._output_shape = (None,) + tuple(out.shape[1:])

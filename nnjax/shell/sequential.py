@@ -34,6 +34,14 @@ class SequentialModule(Layer):
             self.input_shape_hint = layers[0].input_shape_hint
         self.input_dtype = None
 
+    def first_sublayer(self):
+        from nnjax.layers.core import InputLayer
+
+        for layer in self.layers:
+            if isinstance(layer, Layer) and not isinstance(layer, InputLayer):
+                return layer
+        return None
+
     def add(self, layer: nnx.Module) -> None:
         if self.built:
             raise ValueError(f'Sequential "{self.name}": cannot add a layer to a built model')
@@ -47,7 +55,7 @@ class SequentialModule(Layer):
         # A concrete forward pass on one zero example builds every layer in turn.
         if not self.layers:
             raise ValueError(f'Sequential "{self.name}": cannot build a model with no layers')
-        x = jnp.zeros((1,) + tuple(input_shape[1:]), self.input_dtype or jnp.float32)
+        x = jnp.zeros((1,) + tuple(input_shape[1:]), jax.dtypes.canonicalize_dtype(self.input_dtype or jnp.float32))
         for index, layer in enumerate(self.layers):
             if isinstance(layer, Layer):
                 layer.ensure_built(x.shape, jax.random.fold_in(key, index))
