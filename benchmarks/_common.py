@@ -63,9 +63,9 @@ def core_loop_contender(state, x, y, *, batch_size: int, epochs: int, seed: int 
     return run, last
 
 
-def one_step_cost(state, batch) -> dict:
-    """XLA's cost analysis of one compiled `train_step` (FLOPs, bytes, compile seconds)."""
-    return bench.step_cost(jax.jit(nj.train.train_step), state, batch)
+def one_step_cost(state, batch, compile: bool = True) -> dict:
+    """XLA's cost analysis of one `train_step` (FLOPs, bytes, seconds); `compile=False` counts the lowered program."""
+    return bench.step_cost(jax.jit(nj.train.train_step), state, batch, compile=compile)
 
 
 def torch_device(platform: str) -> str:

@@ -84,6 +84,8 @@ def test_step_cost_counts_matmul_flops_by_hand():
     assert cost["flops"] == 2 * m * k * n  # one multiply and one add per term
     assert cost["compile_s"] > 0
     assert cost["memory"].get("output_size_in_bytes", m * n * 4) == m * n * 4
+    lowered = bench.step_cost(lambda a, b: a @ b, jnp.ones((m, k)), jnp.ones((k, n)), compile=False)
+    assert lowered["flops"] == 2 * m * k * n and lowered["memory"] == {}
 
 
 class FakeDevice:

@@ -19,6 +19,7 @@ TINY = {
     "cnn": ["--examples", "64", "--batch-size", "32", "--widths", "8,16,16", "--rounds", "1", "--epochs", "1",
             "--steps-per-execution", "2", "--contenders", "nnjax_fit,nnjax_fit_spe,nnjax_core_loop,torch_eager"],
     "gpt": ["--steps", "2", "--epochs", "1", "--batch-size", "4", "--context", "16", "--vocab", "64"],
+    "overhead": ["--rounds", "1", "--calls", "20", "--conv-steps", "4"],
 }  # fmt: skip
 
 
@@ -86,6 +87,16 @@ def test_gpt_script(tmp_path):
     # 6 N + 12 L d T with N = parameters without the position embedding (context x width)
     n = config["params"] - config["context"] * config["width"]
     assert config["flops_per_token_analytic"] == 6 * n + 12 * config["layers"] * config["width"] * config["context"]
+
+
+def test_overhead_script(tmp_path):
+    result = run_script("overhead", tmp_path)
+    assert result["benchmark"] == "overhead"
+    names = [r["name"] for r in result["results"]]
+    for prefix in ("dispatch/", "step/", "conv/", "fit_call/"):
+        assert any(n.startswith(prefix) for n in names), names
+    assert all(r["status"] == "ok" and r["cpu_us_per_call"] > 0 for r in result["results"])
+    assert len(result["ratios"]) == 5
 
 
 def test_make_readme_renders_any_result_and_checks_freshness(tmp_path):

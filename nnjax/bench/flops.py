@@ -123,7 +123,8 @@ def cost_analysis(compiled) -> dict:
     """`{"flops", "bytes_accessed", "transcendentals"}` of a compiled function (None where unknown).
 
     Args:
-      compiled: the result of `jax.jit(f).lower(...).compile()`.
+      compiled: the result of `jax.jit(f).lower(...).compile()` (or of `.lower(...)`:
+        the unoptimised program's count).
     """
     try:
         raw = compiled.cost_analysis()
@@ -158,16 +159,29 @@ def memory_analysis(compiled) -> dict:
     return {name: int(getattr(stats, name)) for name in names if hasattr(stats, name)}
 
 
-def step_cost(fn: Callable, *args, **kwargs) -> dict:
-    """Compiles `fn` (a `jax.jit` function or a plain one) for `args` and reports its cost.
+def step_cost(fn: Callable, *args, compile: bool = True, **kwargs) -> dict:
+    """Lowers (and by default compiles) `fn` for `args` and reports its cost.
+
+    Args:
+      fn: a `jax.jit` function or a plain one (jitted here).
+      *args, **kwargs: example arguments (arrays or `jax.ShapeDtypeStruct`s).
+      compile: False skips XLA compilation (minutes for a large model) and counts
+        the lowered, unoptimised program: the same FLOPs for matmuls and
+        convolutions, no `memory` figures.
 
     Returns:
       `cost_analysis(...)` plus `"compile_s"` (lowering + compilation seconds) and
-      `"memory"` (`memory_analysis(...)`).
+      `"memory"` (`memory_analysis(...)`, empty without compilation).
     """
+    import time
+
     from nnjax.bench.timing import compile_timed
 
     jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
+    if not compile:
+        start = time.perf_counter()
+        lowered = jitted.lower(*args, **kwargs)
+        return cost_analysis(lowered) | {"compile_s": time.perf_counter() - start, "memory": {}}
     compiled, seconds = compile_timed(jitted, *args, **kwargs)
     return cost_analysis(compiled) | {"compile_s": seconds, "memory": memory_analysis(compiled)}
 
