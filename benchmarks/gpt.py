@@ -141,9 +141,18 @@ def main(argv=None):
     args = parse_args(argv)
     platform = jax.default_backend()
     mixed = args.precision == "bfloat16" or (args.precision == "auto" and platform != "cpu")
-    args.attention_impl = {"auto": "cudnn" if platform == "gpu" and mixed else None, "xla": "xla", "cudnn": "cudnn"}[
-        args.attention
-    ]
+    choices = {"auto": "cudnn" if platform == "gpu" and mixed else None, "xla": "xla", "cudnn": "cudnn"}
+    args.attention_impl = choices[args.attention]
+    fallback = None
+    if args.attention == "auto" and args.attention_impl == "cudnn":
+        try:  # cuDNN's fused attention needs a recent cuDNN; fall back to XLA's rather than fail
+            q = jnp.ones((1, args.context, args.heads, args.width // args.heads), jnp.bfloat16)
+            jax.block_until_ready(jax.nn.dot_product_attention(q, q, q, is_causal=True, implementation="cudnn"))
+        except Exception as err:
+            args.attention_impl, fallback = (
+                "xla",
+                f"cuDNN attention unavailable ({type(err).__name__}: {str(err)[:200]}); used XLA's",
+            )
     n = args.batch_size * args.steps
     tokens = np.random.default_rng(args.seed).integers(0, args.vocab, (n, args.context + 1), dtype=np.int32)
     x, y = jax.device_put(tokens[:, :-1]), jax.device_put(tokens[:, 1:])
@@ -203,6 +212,8 @@ def main(argv=None):
     notes = ["mfu uses the analytic 6N + 12LdT FLOPs per token; mfu_xla_flops uses XLA's count (no cuDNN attention)"]
     if peak is None:
         notes.append("no peak FLOP/s known for this device: MFU is null (set $NNJAX_PEAK_FLOPS)")
+    if fallback:
+        notes.append(fallback)
     return bench.write_result(bench.make_result("gpt", rows, config=config, ratios=ratios, notes=notes), args.out)
 
 
