@@ -627,7 +627,7 @@ class Model:
             full_steps = min(steps_total, source.num_examples // bs)
             while step < steps_total and not self.stop_training:
                 if step < full_steps:
-                    n = k if step + k <= full_steps else 1
+                    n = min(k, full_steps - step)  # the remaining < k full steps run as one execution, as when streaming
                     callback_list.call("on_train_batch_begin", step, None)
                     state, totals = self._run_flat("train_indexed", totals, device_data, order, step, n, bs)
                 else:  # the last partial batch: its own (cached) shape
