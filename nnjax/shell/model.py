@@ -481,13 +481,35 @@ class Model:
                 )
         if isinstance(self.module, Layer):
             self.module.check_host_inputs(source.x if isinstance(source, ArraySource) else sample[0])
-        out = jax.eval_shape(lambda s, v: steps.predict_step(s, v), state, spec)
+        out = self._output_spec(state, spec)
         if hasattr(out, "shape"):
             self._output_shape = (None,) + tuple(out.shape[1:])
         if self._compiled is not None and sample[1] is not None and isinstance(source, ArraySource):
             checks.check_labels(source.y, self._output_shape, self._compiled.loss, what)
         elif self._compiled is not None and sample[1] is not None:
             checks.check_labels(sample[1], self._output_shape, self._compiled.loss, what)
+
+    def _output_spec(self, state, spec):
+        """`jax.eval_shape` of `predict_step`, remembered per input spec and state layout.
+
+        Tracing the model costs ~1.5 ms per layer (0.16 s for 100 layers) on every fit call;
+        the answer only changes with the input spec, the model's structure or a parameter shape.
+        """
+        try:
+            key = (jax.tree.structure(spec), tuple((a.shape, a.dtype) for a in jax.tree.leaves(spec)),
+                   jax.tree.structure(state), tuple((np.shape(a), jnp.result_type(a)) for a in jax.tree.leaves(state)))
+            hash(key)
+        except TypeError:  # some static part of the state is unhashable: do not remember
+            key = None
+        cache = self.__dict__.setdefault("_output_spec_cache", {})
+        if key is not None and key in cache:
+            return cache[key]
+        out = jax.eval_shape(lambda s, v: steps.predict_step(s, v), state, spec)
+        if key is not None:
+            if len(cache) >= 8:
+                cache.clear()
+            cache[key] = out
+        return out
 
     def _device_data(self, source: ArraySource):
         distribution = self.distribution
