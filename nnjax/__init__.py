@@ -10,6 +10,7 @@
 
 from nnjax import (
     activations,
+    bench,
     callbacks,
     checkpoint,
     data,
@@ -34,6 +35,7 @@ __all__ = [
     "Sequential",
     "__version__",
     "activations",
+    "bench",
     "callbacks",
     "checkpoint",
     "data",

@@ -304,7 +304,7 @@ class Layer(nnx.Module):
                     f"shape to have value {want}, but received input with shape {shape_str(shape)}"
                 )
 
-    def first_sublayer(self) -> "Layer | None":
+    def first_sublayer(self) -> Layer | None:
         """The sublayer that sees this layer's input first (containers override it)."""
         return None
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

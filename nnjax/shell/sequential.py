@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -8,9 +8,8 @@ losses, as Keras does. `reduce_loss` turns them into one weighted mean.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
-import jax
 import jax.numpy as jnp
 import optax
 

@@ -7,7 +7,7 @@ their (weighted) mean over every example seen, which is what Keras reports.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 

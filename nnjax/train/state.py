@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -81,7 +82,7 @@ class TrainState(struct.PyTreeNode):
         compute_dtype=None,
         key=None,
         nonfinite=None,
-    ) -> "TrainState":
+    ) -> TrainState:
         """Splits a built Flax NNX module into a `TrainState`.
 
         Args:

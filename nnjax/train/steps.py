@@ -36,7 +36,7 @@ def unpack_batch(batch) -> tuple[Any, Any, Any]:
     return batch, None, None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _call_kwargs(module_type: type) -> frozenset:
     try:
         params = inspect.signature(module_type.__call__).parameters
