@@ -243,3 +243,27 @@ def test_a_second_fit_backs_up_on_its_own_schedule(tmp_path):
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[backup])
     # every 4 steps of this fit: its steps 4, 8, 12 are the state's steps 16, 20, 24
     assert CheckpointManager(tmp_path / "b").all_steps() == [16, 20, 24]
+
+
+def test_a_failing_fit_restores_signal_handlers_and_keeps_the_backup(tmp_path):
+    import signal
+
+    import numpy as np
+
+    import nnjax as nj
+
+    class Boom(nj.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("boom at epoch 1")
+
+    before = signal.getsignal(signal.SIGTERM)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)).astype("float32"), rng.integers(0, 2, 64)
+    model = nj.Sequential([nj.layers.Dense(2, activation="softmax", input_shape=(4,))])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    backup = nj.callbacks.BackupAndRestore(tmp_path / "backup", save_freq="epoch")
+    with pytest.raises(RuntimeError, match="boom at epoch 1"):
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[backup, Boom()])
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert [p.name for p in (tmp_path / "backup").iterdir() if p.name.isdigit()]  # the epoch-1 backup is kept

@@ -623,6 +623,17 @@ class Model:
                 self.fit_position = {"epoch": epoch + 1, "step": 0}
                 if self.stop_training:
                     break
+        except BaseException:
+            # on_train_end will not run: let callbacks that hold resources (signal handlers, a backup
+            # in flight) release them, keeping what they saved; the original error propagates.
+            for callback in callback_list:
+                close = getattr(callback, "close", None)
+                if callable(close):
+                    try:
+                        close()
+                    except Exception:  # noqa: BLE001 - the first error is the one to report
+                        pass
+            raise
         finally:
             self._sync_module()
         if ema_lib.ema_params(self._train_state.opt_state) is not None:  # as Keras with use_ema: fit ends on the EMA weights
