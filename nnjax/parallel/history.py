@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 
@@ -97,8 +96,7 @@ def plot_ensemble_history(
     Example:
       >>> nj.parallel.plot_ensemble_history(ens.fit(x, y, epochs=10), to_file="ensemble.png")
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from nnjax.viz.plot_history import panel_figure, panel_names
 
     if not isinstance(history, EnsembleHistory):
         raise TypeError(
@@ -106,20 +104,9 @@ def plot_ensemble_history(
         )
     if not history.history:
         raise ValueError("plot_ensemble_history: the history is empty: expected at least one epoch; train with fit() first")
-    names = [k for k in history.history if not k.startswith("val_")]
-    names += [k[4:] for k in history.history if k.startswith("val_") and k[4:] not in names]
-    names.sort(key=lambda k: k != "loss")
-    if metrics is not None:
-        missing = [m for m in metrics if m not in names]
-        if missing:
-            raise ValueError(f"plot_ensemble_history: {missing} not in the history; available: {names}")
-        names = list(metrics)
-    cols = min(len(names), 3)
-    rows = math.ceil(len(names) / cols)
-    fig = Figure(figsize=(4.4 * cols, 3.3 * rows), layout="constrained")
-    FigureCanvasAgg(fig)
-    for index, name in enumerate(names):
-        ax = fig.add_subplot(rows, cols, index + 1)
+    names = panel_names(history.history, metrics, "plot_ensemble_history")
+    fig, axes = panel_figure(len(names))
+    for name, ax in zip(names, axes, strict=True):
         for key, label, color, style in ((name, "training", "#1f77b4", "-"), (f"val_{name}", "validation", "#d62728", "--")):
             if key not in history.history:
                 continue

@@ -19,6 +19,36 @@ def _as_dict(history) -> tuple[dict, list | None]:
     raise TypeError(f"plot_history: expected a History (what fit returns) or a dict of lists; got {type(history).__name__}")
 
 
+def panel_names(keys, metrics, where: str) -> list[str]:
+    """One panel per metric of a history's `keys` ("val_x" shares x's panel): "loss" first, "learning_rate" last.
+
+    Raises:
+      ValueError: if a name in `metrics` is not in the history.
+    """
+    keys = list(keys)
+    names = [k for k in keys if not k.startswith("val_")]
+    names += [k[4:] for k in keys if k.startswith("val_") and k[4:] not in keys]
+    names.sort(key=lambda k: (k != "loss", k == "learning_rate", keys.index(k) if k in keys else len(keys)))
+    if metrics is not None:
+        missing = [m for m in metrics if m not in names]
+        if missing:
+            raise ValueError(f"{where}: {missing} not in the history; available: {names}")
+        names = list(metrics)
+    return names
+
+
+def panel_figure(count: int):
+    """A matplotlib Figure (no pyplot, no window) with `count` panels on a grid of up to 3 columns."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = min(count, 3)
+    rows = math.ceil(count / cols)
+    fig = Figure(figsize=(4.4 * cols, 3.3 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, [fig.add_subplot(rows, cols, index + 1) for index in range(count)]
+
+
 def _title(name: str) -> str:
     return name.replace("_", " ")
 
@@ -47,9 +77,6 @@ def plot_history(history, to_file: str | os.PathLike | None = None, metrics=None
       >>> history = model.fit(x, y, validation_split=0.2, epochs=10)
       >>> nj.plot_history(history, to_file="curves.png")
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if type(history).__name__ == "EnsembleHistory":  # per-member curves: mean, spread and members
         from nnjax.parallel.history import plot_ensemble_history
 
@@ -58,20 +85,9 @@ def plot_history(history, to_file: str | os.PathLike | None = None, metrics=None
     data = {k: [float(v) for v in values] for k, values in data.items() if len(values)}
     if not data:
         raise ValueError("plot_history: the history is empty: expected at least one epoch of logs; train with fit() first")
-    names = [k for k in data if not k.startswith("val_")]
-    names += [k[4:] for k in data if k.startswith("val_") and k[4:] not in data]
-    names.sort(key=lambda k: (k != "loss", k == "learning_rate", list(data).index(k) if k in data else len(data)))
-    if metrics is not None:
-        missing = [m for m in metrics if m not in names]
-        if missing:
-            raise ValueError(f"plot_history: {missing} not in the history; available: {names}")
-        names = list(metrics)
-    cols = min(len(names), 3)
-    rows = math.ceil(len(names) / cols)
-    fig = Figure(figsize=(4.4 * cols, 3.3 * rows), layout="constrained")
-    FigureCanvasAgg(fig)
-    for index, name in enumerate(names):
-        ax = fig.add_subplot(rows, cols, index + 1)
+    names = panel_names(data, metrics, "plot_history")
+    fig, axes = panel_figure(len(names))
+    for name, ax in zip(names, axes, strict=True):
         for key, label, color, style in ((name, "training", _TRAIN_COLOR, "-"), (f"val_{name}", "validation", _VAL_COLOR, "--")):
             values = data.get(key)
             if not values:
