@@ -19,8 +19,35 @@ def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
     return np.random.default_rng([int(seed) % (2**63), int(epoch)]).permutation(num_examples)
 
 
+class EpochPlan:
+    """The batch plan shared by every finite source: needs `num_examples`, `batch_size`, `shuffle`,
+    `seed` and `drop_remainder` attributes."""
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per epoch (the same on every process)."""
+        full, rest = divmod(self.num_examples, self.batch_size)
+        return full if (self.drop_remainder or rest == 0) else full + 1
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The global example order of `epoch`: int array `(N,)`."""
+        if not self.shuffle:
+            return np.arange(self.num_examples)
+        return epoch_permutation(self.seed, epoch, self.num_examples)
+
+    def fingerprint(self) -> dict:
+        """What a saved position is only valid for (stored in `DataIterator.get_state()`)."""
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "num_examples": self.num_examples,
+            "shuffle": self.shuffle,
+            "drop_remainder": self.drop_remainder,
+        }
+
+
 @dataclasses.dataclass
-class ArraySource:
+class ArraySource(EpochPlan):
     """Batches of in-memory arrays, reshuffled each epoch from `(seed, epoch)`.
 
     Args:
@@ -61,16 +88,6 @@ class ArraySource:
     def arrays(self) -> tuple:
         return (self.x, self.y, self.sample_weight)
 
-    @property
-    def steps_per_epoch(self) -> int:
-        full, rest = divmod(self.num_examples, self.batch_size)
-        return full if (self.drop_remainder or rest == 0) else full + 1
-
-    def order(self, epoch: int) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(self.num_examples)
-        return epoch_permutation(self.seed, epoch, self.num_examples)
-
     def batch_indices(self, epoch: int) -> list[np.ndarray]:
         """Index arrays of every batch of `epoch`, in order."""
         order = self.order(epoch)
@@ -88,16 +105,6 @@ class ArraySource:
     def peek(self) -> tuple:
         """The first `min(batch_size, N)` examples, unshuffled (for building and checks)."""
         return self.take(np.arange(min(self.batch_size, self.num_examples)))
-
-    def fingerprint(self) -> dict:
-        """What a saved position is only valid for (stored in `DataIterator.get_state()`)."""
-        return {
-            "seed": self.seed,
-            "batch_size": self.batch_size,
-            "num_examples": self.num_examples,
-            "shuffle": self.shuffle,
-            "drop_remainder": self.drop_remainder,
-        }
 
     def iterator(self, state: dict | None = None, *, num_epochs: int | None = None):
         """A `DataIterator` over successive epochs, whose position is `get_state()`/`set_state()`."""
@@ -127,4 +134,4 @@ def split_validation(x, y, sample_weight, validation_split: float):
     return train, val
 
 
-__all__ = ["ArraySource", "epoch_permutation", "split_validation"]
+__all__ = ["ArraySource", "EpochPlan", "epoch_permutation", "split_validation"]

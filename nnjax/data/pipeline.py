@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import numpy as np
 
-from nnjax.data.arrays import epoch_permutation
+from nnjax.data.arrays import EpochPlan
 
 # Small datasets are decoded once and kept in host memory (TFDS's own advice for data under 1 GB).
 CACHE_BYTES = 1 << 30
@@ -136,7 +136,7 @@ def _describe(spec) -> str:
     return "; ".join(f"dtype {getattr(dtype, 'name', dtype)} and example shape {shape}" for dtype, shape in spec[1])
 
 
-class Dataset:
+class Dataset(EpochPlan):
     """Batches of a random-access source, reshuffled each epoch from `(seed, epoch)`.
 
     Args:
@@ -254,18 +254,6 @@ class Dataset:
         self.num_threads = int(num_threads)
 
     # ------------------------------------------------------------------ the plan
-    @property
-    def steps_per_epoch(self) -> int:
-        """Batches per epoch (the same on every process)."""
-        full, rest = divmod(self.num_examples, self.batch_size)
-        return full if (self.drop_remainder or rest == 0) else full + 1
-
-    def order(self, epoch: int) -> np.ndarray:
-        """The global example order of `epoch`: int array `(N,)`."""
-        if not self.shuffle:
-            return np.arange(self.num_examples)
-        return epoch_permutation(self.seed, epoch, self.num_examples)
-
     def _local(self, global_idx: np.ndarray) -> np.ndarray:
         share = len(global_idx) // self.process_count
         return global_idx[self.process_index * share : (self.process_index + 1) * share]
@@ -389,14 +377,7 @@ class Dataset:
     # ------------------------------------------------------------------ position
     def fingerprint(self) -> dict:
         """What a saved position is only valid for (stored in `DataIterator.get_state()`)."""
-        return {
-            "seed": self.seed,
-            "batch_size": self.batch_size,
-            "num_examples": self.num_examples,
-            "shuffle": self.shuffle,
-            "drop_remainder": self.drop_remainder,
-            "process_count": self.process_count,
-        }
+        return {**super().fingerprint(), "process_count": self.process_count}
 
     def iterator(self, state: dict | None = None, *, num_epochs: int | None = None) -> DataIterator:
         """An iterator over the batches of successive epochs, with `get_state`/`set_state`."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
+
 from nnjax.layers.base import Layer
 
 
@@ -40,4 +42,22 @@ class Composite(Layer):
     _jit_eager_calls = True
 
 
-__all__ = ["Composite", "build_chain", "output_shape"]
+class Stack(Composite):
+    """A `Composite` whose sublayers run in order: subclasses set `self.stack = nnx.List([...])` in `__init__`.
+
+    Each sublayer gets the dropout key `fold_in(key, index)`.
+    """
+
+    def first_sublayer(self):
+        return self.stack[0]
+
+    def build(self, input_shape, key):
+        build_chain(list(self.stack), input_shape)
+
+    def call(self, x, *, training=False, key=None):
+        for index, layer in enumerate(self.stack):
+            x = layer(x, training=training, key=None if key is None else jax.random.fold_in(key, index))
+        return x
+
+
+__all__ = ["Composite", "Stack", "build_chain", "output_shape"]

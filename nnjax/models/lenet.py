@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import jax
 from flax import nnx
 
 from nnjax import layers
 from nnjax.layers.utils import check_choice
-from nnjax.models.base import Composite, build_chain
+from nnjax.models.base import Stack
 from nnjax.models.mlp import _classifier_activation
 
 
-class LeNet(Composite):
+class LeNet(Stack):
     """LeNet-5: conv(6, 5x5, same) - pool - conv(16, 5x5) - pool - dense(120) - dense(84) - classifier.
 
     The classic network for 28x28 (or 32x32) grey images. Parameters at the default size, for
@@ -42,14 +41,6 @@ class LeNet(Composite):
             layers.Dense(num_classes, activation=_classifier_activation(classifier_activation, num_classes)),
         ])
         self._ndim = 4
-
-    def build(self, input_shape, key):
-        build_chain(list(self.stack), input_shape)
-
-    def call(self, x, *, training=False, key=None):
-        for index, layer in enumerate(self.stack):
-            x = layer(x, training=training, key=None if key is None else jax.random.fold_in(key, index))
-        return x
 
 
 __all__ = ["LeNet"]

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import jax
 from flax import nnx
 
 from nnjax import layers
 from nnjax.layers.utils import check_choice
-from nnjax.models.base import Composite, build_chain
+from nnjax.models.base import Stack
 from nnjax.models.mlp import _classifier_activation
 
 _CELLS = {"lstm": layers.LSTM, "gru": layers.GRU, "simple_rnn": layers.SimpleRNN}
 
 
-class LSTMClassifier(Composite):
+class LSTMClassifier(Stack):
     """Stacked (optionally bidirectional) LSTM layers reading a sequence, then a classifier on the last state.
 
     Inputs are feature sequences `(batch, timesteps, features)`, or integer tokens `(batch, timesteps)`
@@ -51,17 +50,6 @@ class LSTMClassifier(Composite):
         stack.append(layers.Dense(num_classes, activation=_classifier_activation(classifier_activation, num_classes)))
         self.stack = nnx.List(stack)
         self.token_inputs = vocab_size is not None
-
-    def first_sublayer(self):
-        return self.stack[0]
-
-    def build(self, input_shape, key):
-        build_chain(list(self.stack), input_shape)
-
-    def call(self, x, *, training=False, key=None):
-        for index, layer in enumerate(self.stack):
-            x = layer(x, training=training, key=None if key is None else jax.random.fold_in(key, index))
-        return x
 
 
 __all__ = ["LSTMClassifier"]

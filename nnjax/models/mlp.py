@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
 from flax import nnx
 
 from nnjax import layers
-from nnjax.models.base import Composite, build_chain
+from nnjax.models.base import Stack
 
 
 def _classifier_activation(value, num_classes: int):
@@ -17,7 +16,7 @@ def _classifier_activation(value, num_classes: int):
     return value
 
 
-class MLP(Composite):
+class MLP(Stack):
     """A multilayer perceptron: Flatten, then `Dense(units, activation)` (+ Dropout) per hidden layer, then the classifier.
 
     Parameters at the default size, for 28x28 inputs (MNIST, Fashion-MNIST): **101,770**
@@ -48,14 +47,6 @@ class MLP(Composite):
                 stack.append(layers.Dropout(dropout))
         stack.append(layers.Dense(num_classes, activation=_classifier_activation(classifier_activation, num_classes)))
         self.stack = nnx.List(stack)
-
-    def build(self, input_shape, key):
-        build_chain(list(self.stack), input_shape)
-
-    def call(self, x, *, training=False, key=None):
-        for index, layer in enumerate(self.stack):
-            x = layer(x, training=training, key=None if key is None else jax.random.fold_in(key, index))
-        return x
 
 
 class Perceptron(MLP):
