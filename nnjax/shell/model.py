@@ -615,7 +615,7 @@ class Model:
                 start_step = 0
                 if val_source is not None and (epoch + 1) % validation_freq == 0 and not self.stop_training_now:
                     callback_list.call("on_test_begin", None)
-                    val_logs = self._evaluate_source(val_source)
+                    val_logs = self._evaluate_source(val_source, keep_on_device=True)
                     callback_list.call("on_test_end", val_logs)
                     epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 epoch_logs.update(self._optimizer_logs(callback_list))
@@ -635,6 +635,7 @@ class Model:
                         pass
             raise
         finally:
+            self._eval_cache = None  # the validation data placed on the device for this fit
             self._sync_module()
         if ema_lib.ema_params(self._train_state.opt_state) is not None:  # as Keras with use_ema: fit ends on the EMA weights
             self.state = ema_lib.finalize(self._train_state)
@@ -717,22 +718,29 @@ class Model:
         return step
 
     # ------------------------------------------------------------------ evaluate / predict
-    def _evaluate_source(self, source) -> dict:
+    def _evaluate_source(self, source, keep_on_device: bool = False) -> dict:
+        """Loss and metrics over `source`. With `keep_on_device`, in-memory data placed on the device
+        once is reused by the next call with the same source (fit validates every epoch)."""
         state = self.state
         config = self._compiled
         names = ["loss"] + [m.name for m in config.metrics]
         totals = _zeros_totals(names)
-        if isinstance(source, ArraySource):
-            batches = [source.take(idx) for idx in source.batch_indices(0)]
+        cached = getattr(self, "_eval_cache", None)
+        if cached is not None and cached[0] is source:
+            placed = cached[1]
         else:
-            batches = list(source.batches(0))
-        if not batches:
-            raise ValueError("evaluate: the dataset yielded no batches: expected at least one; received 0")
-        full = [b for b in batches if _batch_size(b) == _batch_size(batches[0])]
-        rest = batches[len(full):]
-        totals = self._fn("eval_scan")(state, totals, self._put_batches(full))
-        for batch in rest:
-            totals = self._fn("eval_scan")(state, totals, self._put_batches([batch]))
+            if isinstance(source, ArraySource):
+                batches = [source.take(idx) for idx in source.batch_indices(0)]
+            else:
+                batches = list(source.batches(0))
+            if not batches:
+                raise ValueError("evaluate: the dataset yielded no batches: expected at least one; received 0")
+            full = [b for b in batches if _batch_size(b) == _batch_size(batches[0])]
+            placed = [self._put_batches(full)] + [self._put_batches([batch]) for batch in batches[len(full):]]
+            if keep_on_device and isinstance(source, ArraySource):
+                self._eval_cache = (source, placed)
+        for stacked in placed:
+            totals = self._fn("eval_scan")(state, totals, stacked)
         return _means(totals)
 
     def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose="auto", sample_weight=None,
