@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("KERAS_BACKEND", "jax")  # Keras 3 is the oracle of the parity tests
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
