@@ -25,12 +25,15 @@ from nnjax import (
     train,
     utils,
 )
+from nnjax.layers.functional import Input, KerasTensor
 from nnjax.shell import Model, Sequential
 from nnjax.viz import plot_history, plot_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Input",
+    "KerasTensor",
     "Model",
     "Sequential",
     "__version__",
