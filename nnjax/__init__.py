@@ -20,8 +20,10 @@ from nnjax import (
     losses,
     metrics,
     models,
+    ops,
     optimizers,
     parallel,
+    random,
     train,
     utils,
 )
@@ -48,10 +50,12 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "ops",
     "optimizers",
     "parallel",
     "plot_history",
     "plot_model",
+    "random",
     "train",
     "utils",
 ]
