@@ -470,8 +470,12 @@ def record_call(module: nnx.Module, call: Callable, args, kwargs):
         _build_for(module, leaves, treedef, args)
     node = _Node(module, True, treedef, leaves, name)
     graphdef, state = nnx.split(module)
+    # A stochastic layer called with training=True at graph-building time evaluates with a stand-in key.
+    stand_in_key = kwargs.get("training") is True and "key" in _accepted_kwargs(module) and kwargs.get("key") is None
 
     def apply(*call_args, **call_kwargs):
+        if stand_in_key:
+            call_kwargs = {**call_kwargs, "key": jax.random.PRNGKey(0)}
         return call(nnx.merge(graphdef, state), *call_args, **call_kwargs)
 
     try:
