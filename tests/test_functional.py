@@ -171,6 +171,7 @@ def test_mnist_mlp_matches_keras():
     assert str(n_model.inputs[0].dtype) == str(k_model.inputs[0].dtype) == "float32"
 
 
+@pytest.mark.slow
 def test_multi_input_multi_output_ticket_model_matches_keras():
     k_model, n_model = run_both(guide_tickets)
     assert n_model.count_params() == k_model.count_params()
@@ -189,6 +190,7 @@ def test_multi_input_multi_output_ticket_model_matches_keras():
     assert [t.shape for t in n_model.outputs] == [(None, 1), (None, 4)]
 
 
+@pytest.mark.slow
 def test_toy_resnet_matches_keras_and_summary_shows_connections():
     k_model, n_model = run_both(guide_toy_resnet)
     for kl, nl in zip([x for x in k_model.layers if x.weights], [x for x in n_model.layers if x.count_params()], strict=True):
