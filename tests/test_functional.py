@@ -246,6 +246,19 @@ def test_fit_matches_keras_with_the_same_weights_and_batches():
     assert_outputs_match(k_model, n_model, [xa, xb])
 
 
+@pytest.mark.parametrize("merge", ["add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot"])
+def test_lowercase_merge_helpers_match_keras(merge):
+    def guide_merge(keras, layers):
+        a, b = keras.Input(shape=(3, 4)), keras.Input(shape=(3, 4))
+        if merge == "dot":
+            return keras.Model([a, b], [layers.dot([a, b], axes=2), layers.dot([a, b], axes=1, normalize=True)])
+        return keras.Model([a, b], getattr(layers, merge)([a, b]))
+
+    k_model, n_model = run_both(guide_merge)
+    rng = np.random.default_rng(8)
+    assert_outputs_match(k_model, n_model, [rng.normal(size=(2, 3, 4)).astype("float32") for _ in range(2)])
+
+
 # ------------------------------------------------------------------------------------ semantics
 def test_symbolic_shapes_dtypes_and_variable_length_axes():
     inputs = nj.Input(shape=(None, 28), name="seq")
@@ -281,6 +294,21 @@ def test_symbolic_arithmetic_slicing_and_ops_record_graph_nodes():
     assert n_model.outputs[0].shape == (None, 8)
     x = np.random.default_rng(5).random((3, 5, 4), dtype=np.float32)
     np.testing.assert_allclose(n_model.predict(x), k_model.predict(x, verbose=0), atol=ATOL)
+
+
+def test_dict_inputs_and_dict_outputs_match_keras():
+    def guide_dicts(keras, layers):
+        inputs = {"zeta": keras.Input(shape=(4,), name="zeta"), "alpha": keras.Input(shape=(2,), name="alpha")}
+        joined = layers.concatenate([inputs["zeta"], inputs["alpha"]])
+        return keras.Model(inputs, {"score": layers.Dense(1)(joined), "class": layers.Dense(3)(joined)})
+
+    k_model, n_model = run_both(guide_dicts)
+    rng = np.random.default_rng(9)
+    x = {"zeta": rng.normal(size=(5, 4)).astype("float32"), "alpha": rng.normal(size=(5, 2)).astype("float32")}
+    expected, got = k_model.predict(x, verbose=0), n_model.predict(x)
+    assert set(got) == set(expected) == {"score", "class"}
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], atol=ATOL, rtol=1e-5)
 
 
 def test_graph_module_is_a_flax_module_that_splits_jits_vmaps_and_differentiates():

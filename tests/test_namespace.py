@@ -15,7 +15,7 @@ keras = pytest.importorskip("keras")
 NAMESPACE = [
     "Input", "Model", "Sequential", "layers.Input", "layers.Layer", "layers.Dense", "layers.add", "layers.concatenate",
     "layers.average", "layers.multiply", "layers.subtract", "layers.maximum", "layers.minimum", "layers.dot",
-    "ops", "random", "utils", "models", "activations", "losses", "metrics", "optimizers", "callbacks", "initializers",
+    "KerasTensor", "models.Model", "models.Sequential", "ops", "random", "utils", "models", "activations", "losses", "metrics", "optimizers", "callbacks", "initializers",
     "utils.set_random_seed", "utils.to_categorical", "utils.normalize", "utils.pad_sequences", "utils.plot_model",
     "random.normal", "random.uniform", "random.randint", "random.dropout", "random.shuffle", "random.categorical",
     "random.truncated_normal", "random.SeedGenerator",

@@ -11,7 +11,7 @@ from nnjax.layers.base import Layer
 from nnjax.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D
 from nnjax.layers.core import Activation, Dense, Dropout, Flatten, InputLayer, Reshape
 from nnjax.layers.embedding import Embedding
-from nnjax.layers.functional import Input, KerasTensor
+from nnjax.layers.functional import Input
 from nnjax.layers.merge import (
     Add,
     Average,
@@ -79,7 +79,6 @@ __all__ = [
     "GlobalMaxPooling3D",
     "Input",
     "InputLayer",
-    "KerasTensor",
     "LSTMCell",
     "Layer",
     "LayerNormalization",

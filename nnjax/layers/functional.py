@@ -651,8 +651,9 @@ class Functional(Layer):
         out_structure = {"single": out_tensors[0], "list": out_tensors, "tuple": tuple(out_tensors)}.get(out_kind)
         if out_kind == "dict":
             out_structure = dict(outputs)
-        out_treedef = jax.tree.structure(out_structure, is_leaf=lambda v: isinstance(v, KerasTensor))
-        output_names = tuple(outputs.keys()) if out_kind == "dict" else tuple(
+        out_leaves, out_treedef = jax.tree.flatten(out_structure, is_leaf=lambda v: isinstance(v, KerasTensor))
+        out_tensors = list(out_leaves)  # a dict's outputs in the pytree's (sorted-key) order
+        output_names = tuple(sorted(outputs)) if out_kind == "dict" else tuple(
             (t._ks_node.name if t._ks_node is not None else t.name) for t in out_tensors)
         self.layers = nnx.List(modules)
         self._program = _Program(
