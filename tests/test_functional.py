@@ -225,6 +225,27 @@ def test_nested_models_ensemble_matches_keras_and_shares_weights():
     np.testing.assert_allclose(n_model.predict(x) - k_model.predict(x, verbose=0), 1.0, atol=ATOL)
 
 
+def test_guide_mnist_fit_and_evaluate_match_keras():
+    k_model, n_model = run_both(guide_mnist)
+    rng = np.random.default_rng(10)
+    x_train, y_train = rng.random((320, 784), dtype=np.float32), rng.integers(0, 10, 320)
+    x_test, y_test = rng.random((64, 784), dtype=np.float32), rng.integers(0, 10, 64)
+    histories, scores = [], []
+    for keras_like, model in ((keras, k_model), (nj, n_model)):
+        # The guide's compile and fit (shuffle=False so that both see the same batches).
+        model.compile(
+            loss=keras_like.losses.SparseCategoricalCrossentropy(from_logits=True),
+            optimizer=keras_like.optimizers.RMSprop(),
+            metrics=["accuracy"],
+        )
+        history = model.fit(x_train, y_train, batch_size=64, epochs=2, validation_split=0.2, shuffle=False, verbose=0)
+        histories.append(history.history)
+        scores.append(model.evaluate(x_test, y_test, verbose=0))
+    for name in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        np.testing.assert_allclose(histories[1][name], histories[0][name], rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-5, atol=1e-6)
+
+
 def test_fit_matches_keras_with_the_same_weights_and_batches():
     def guide_small(keras, layers):
         a = keras.Input(shape=(6,), name="a")
