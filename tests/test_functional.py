@@ -220,8 +220,8 @@ def test_nested_models_ensemble_matches_keras_and_shares_weights():
     x = np.random.default_rng(3).random((6, 128), dtype=np.float32)
     assert_outputs_match(k_model, n_model, x)
     inner = n_model.layers[1]
-    assert isinstance(inner, nj.layers.Layer)
-    inner.layers[0].bias[...] = inner.layers[0].bias[...] + 3.0  # the nested model's weights are the ensemble's
+    assert isinstance(inner, nj.Model) and [type(x).__name__ for x in inner.layers] == ["SymbolicInput", "Dense"]
+    inner.layers[1].bias[...] = inner.layers[1].bias[...] + 3.0  # the nested model's weights are the ensemble's
     np.testing.assert_allclose(n_model.predict(x) - k_model.predict(x, verbose=0), 1.0, atol=ATOL)
 
 

@@ -19,6 +19,8 @@ abstractly at two example sizes: an output axis whose size differs between the t
 
 from __future__ import annotations
 
+import functools
+import inspect
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -772,10 +774,13 @@ class Functional(Layer):
 
 
 def _accepted_kwargs(module) -> frozenset:
-    import inspect
+    return _accepted_by_type(type(module))
 
+
+@functools.cache
+def _accepted_by_type(module_type: type) -> frozenset:
     try:
-        params = inspect.signature(type(module).__call__).parameters
+        params = inspect.signature(module_type.__call__).parameters
     except (TypeError, ValueError):
         return frozenset()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

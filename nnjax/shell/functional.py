@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import jax.numpy as jnp
@@ -18,6 +19,10 @@ def is_functional_call(*args, **kwargs) -> bool:
     if "inputs" in kwargs or "outputs" in kwargs:
         return True
     return bool(args) and any_symbolic(args[:1], {})
+
+
+# The FunctionalModel of each graph module, so that `layers` shows a nested model as the model it is.
+_models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class FunctionalModel(Model):
@@ -42,6 +47,7 @@ class FunctionalModel(Model):
                              "(optax.set_to_zero / multi_transform)")
         module = Functional(inputs, outputs, name=name)
         super().__init__(module, name=module.name)
+        _models[module] = self
         tensors = module._program.graph["input_tensors"]
         if len(tensors) == 1:
             self._input_spec = (tensors[0].shape, jnp.dtype(tensors[0].dtype))
@@ -74,7 +80,8 @@ class FunctionalModel(Model):
     @property
     def layers(self) -> list:
         """The input layers, then every layer in the order it is first called (a shared layer once)."""
-        return [t for t in self.inputs if isinstance(t, nnx.Module)] + list(self.module.layers)
+        inner = [_models.get(layer, layer) for layer in self.module.layers]
+        return [t for t in self.inputs if isinstance(t, nnx.Module)] + inner
 
     def get_layer(self, name: str | None = None, index: int | None = None):
         """A layer by name or by index into `layers`."""
