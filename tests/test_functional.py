@@ -390,6 +390,22 @@ def test_graph_module_is_a_flax_module_that_splits_jits_vmaps_and_differentiates
     assert all(np.all(np.isfinite(g)) and np.any(g != 0) for g in jax.tree.leaves(grads))
 
 
+def test_multi_input_fit_under_data_parallel_equals_single_device():
+    a, b = nj.Input(shape=(3,), name="a"), nj.Input(shape=(5,), name="b")
+    model = nj.Model([a, b], nj.layers.Dense(1)(nj.layers.concatenate([nj.layers.Dense(4, activation="relu")(a), b])))
+    twin = nj.Model([a, b], model.output)  # the same graph: the same layers, the same weights
+    start = model.get_weights()
+    rng = np.random.default_rng(12)
+    x = {"a": rng.normal(size=(64, 3)).astype("float32"), "b": rng.normal(size=(64, 5)).astype("float32")}
+    y = rng.normal(size=(64, 1)).astype("float32")
+    histories = []
+    for m, distribution in ((model, None), (twin, nj.parallel.DataParallel())):
+        m.set_weights(start)
+        m.compile(optimizer=nj.optimizers.SGD(0.05), loss="mse", distribution=distribution)
+        histories.append(m.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history["loss"])
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-5)  # float32 sums in another order across devices
+
+
 def test_training_flag_and_keys_reach_layers_and_recorded_training_wins(tmp_path):
     inputs = nj.Input(shape=(200,))
     dropped = nj.layers.Dropout(0.5)(inputs)
