@@ -451,6 +451,9 @@ def test_errors_name_the_problem():
         nj.layers.Dense(2)(nj.layers.Flatten()(nj.Input(shape=(None, 3))))
     with pytest.raises(TypeError, match="has no value"):
         np.asarray(a + 1.0)
+    two_outputs = nj.Model([a, b], [out, a])
+    with pytest.raises(ValueError, match="per-output `loss`, `metrics` and `loss_weights`"):
+        two_outputs.compile("sgd", loss="mse")
     model = nj.Model([a, b], out)
     with pytest.raises(ValueError, match=r"no entry for input\(s\) \['b'\]"):
         model.predict({"a": np.zeros((1, 3), np.float32)})

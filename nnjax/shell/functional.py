@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections.abc import Callable
 
@@ -92,6 +93,29 @@ class FunctionalModel(Model):
             if getattr(layer, "name", None) == name:
                 return layer
         raise ValueError(f'Model "{self.name}": no layer named {name!r}; layers are {[getattr(x, "name", None) for x in layers]}')
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs) -> None:
+        """`Model.compile`; a model with several outputs needs `loss_fn` until per-output losses exist.
+
+        Raises:
+          ValueError: for `loss`, `metrics` or `loss_weights` on a model with several outputs, when
+            `Model.compile` does not take per-output losses (`loss_weights`); the message shows `loss_fn`.
+        """
+        per_output = "loss_weights" in inspect.signature(Model.compile).parameters
+        if per_output:
+            super().compile(optimizer, loss, metrics, loss_weights=loss_weights, **kwargs)
+            return
+        several = len(self.outputs) > 1
+        if several and (loss is not None or metrics or loss_weights is not None):
+            raise ValueError(
+                f'compile: model "{self.name}" has {len(self.outputs)} outputs ({", ".join(self.output_names)}); per-output '
+                "`loss`, `metrics` and `loss_weights` (lists or dicts) are not supported yet. Pass one objective instead: "
+                "compile(optimizer, loss_fn=lambda outputs, batch: ...) where `outputs` is the model's output structure and "
+                "`batch[1]` the targets, e.g. the weighted sum of nj.ops.binary_crossentropy(...) terms"
+            )
+        if loss_weights is not None:
+            raise ValueError("compile: `loss_weights` applies to models with several outputs; this model has one")
+        super().compile(optimizer, loss, metrics, **kwargs)
 
     def __call__(self, x, training: bool = False, key=None):
         """On arrays, runs the model eagerly; on symbolic tensors, records it as a layer of another model."""
