@@ -11,7 +11,8 @@ records a node of the functional graph instead of computing.
 Why a module of our own rather than re-exporting `keras.ops` when Keras is installed: nnjax must work
 without Keras; `import keras` (JAX backend) costs 3.9-4.3 s on top of jax+flax+optax (2.9 s), measured
 on the project's 2-core CPU machine (three runs each: `python -c "import jax, flax.nnx; t=...; import
-keras"`), while this module imports in milliseconds once jax is loaded; and `keras.ops` on nnjax's
+keras"`), while this module imports in 3.6 ms once jax is loaded (`python -X importtime -c "import
+nnjax"`: nnjax.ops 3.6 ms, nnjax.layers.functional 8.5 ms); and `keras.ops` on nnjax's
 symbolic tensors would not record nnjax graph nodes. `tests/test_namespace.py` checks these ops
 against `keras.ops` itself. Keras's `ops.image`, `ops.linalg`, the convolution and pooling ops,
 `ctc_loss` and `dot_product_attention` are not here yet.
