@@ -20,17 +20,22 @@ from nnjax import (
     losses,
     metrics,
     models,
+    ops,
     optimizers,
     parallel,
+    random,
     train,
     utils,
 )
+from nnjax.layers.functional import Input, KerasTensor
 from nnjax.shell import Model, Sequential
 from nnjax.viz import plot_history, plot_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Input",
+    "KerasTensor",
     "Model",
     "Sequential",
     "__version__",
@@ -45,10 +50,12 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "ops",
     "optimizers",
     "parallel",
     "plot_history",
     "plot_model",
+    "random",
     "train",
     "utils",
 ]

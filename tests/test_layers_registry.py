@@ -105,6 +105,7 @@ CASES = [
     Case("maximum", lambda: L.Maximum(), ([f32(2, 3, 4), f32(2, 3, 4)],), (2, 3, 4), sequential=False),
     Case("minimum", lambda: L.Minimum(), ([f32(2, 3, 4), f32(2, 3, 4)],), (2, 3, 4), sequential=False),
     Case("concatenate", lambda: L.Concatenate(), ([f32(2, 3, 4), f32(2, 3, 2)],), (2, 3, 6), sequential=False),
+    Case("dot", lambda: L.Dot(axes=2), ([f32(2, 3, 4), f32(2, 5, 4)],), (2, 3, 5), sequential=False),
 ]
 
 

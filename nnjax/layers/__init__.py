@@ -9,9 +9,27 @@ randomness from an explicit `key=` (the training step passes `fold_in(state.rng,
 from nnjax.layers.attention import MultiHeadAttention
 from nnjax.layers.base import Layer
 from nnjax.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D
-from nnjax.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Reshape
+from nnjax.layers.core import Activation, Dense, Dropout, Flatten, InputLayer, Reshape
 from nnjax.layers.embedding import Embedding
-from nnjax.layers.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from nnjax.layers.functional import Input
+from nnjax.layers.merge import (
+    Add,
+    Average,
+    Concatenate,
+    Dot,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from nnjax.layers.normalization import BatchNormalization, LayerNormalization
 from nnjax.layers.pooling import (
     AveragePooling1D,
@@ -52,6 +70,7 @@ __all__ = [
     "Conv2DTranspose",
     "Conv3D",
     "Dense",
+    "Dot",
     "Dropout",
     "Embedding",
     "Flatten",
@@ -78,4 +97,12 @@ __all__ = [
     "SimpleRNN",
     "SimpleRNNCell",
     "Subtract",
+    "add",
+    "average",
+    "concatenate",
+    "dot",
+    "maximum",
+    "minimum",
+    "multiply",
+    "subtract",
 ]

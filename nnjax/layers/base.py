@@ -170,6 +170,25 @@ def _compiled_call(graphdef, static_kwargs: tuple):
     return jax.jit(run)
 
 
+# --- functional API hook (nnjax.layers.functional) -------------------------------------------------
+# Set by nnjax.layers.functional to `(any_symbolic, record_call)`: a layer called on symbolic tensors
+# (`nj.Input`) records a graph node instead of computing. Every `__call__` of a Layer subclass is wrapped.
+_symbolic_hook = None
+
+
+def _route_symbolic(call):
+    @functools.wraps(call)
+    def __call__(self, *args, **kwargs):  # noqa: N807 - stands for the wrapped __call__
+        hook = _symbolic_hook
+        if hook is not None and hook[0](args, kwargs):
+            return hook[1](self, call, args, kwargs)
+        return call(self, *args, **kwargs)
+
+    __call__._routes_symbolic = True
+    return __call__
+# --- end of functional API hook ---------------------------------------------------------------------
+
+
 class Layer(nnx.Module):
     """Base class of nnjax layers: Keras's build/call split on a Flax NNX module.
 
@@ -194,6 +213,12 @@ class Layer(nnx.Module):
     """
 
     _jit_eager_calls: bool = False
+
+    def __init_subclass__(cls, **kwargs):  # functional API hook: route symbolic calls of every subclass
+        super().__init_subclass__(**kwargs)
+        call = cls.__dict__.get("__call__")
+        if call is not None and not getattr(call, "_routes_symbolic", False):
+            cls.__call__ = _route_symbolic(call)
 
     # Which input axes `__call__` checks against the built shape: "all" or a tuple of axes.
     _checked_axes: Any = "all"
@@ -319,6 +344,7 @@ class Layer(nnx.Module):
         if first is not None:
             first.check_host_inputs(x)
 
+    @_route_symbolic  # functional API hook
     def __call__(self, x, training: bool = False, key=None):
         """Builds on first use, checks the input shape, then runs `call`."""
         if not self.built:

@@ -143,4 +143,91 @@ class Concatenate(_Merge):
         return {"name": self.name, "axis": self.axis}
 
 
-__all__ = ["Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract"]
+class Dot(_Merge):
+    """Dot product of two inputs along `axes` (per example), as Keras's `Dot`.
+
+    Args:
+      axes: an int or a pair of ints: the axis of each input to contract (the batch axis is 0 and
+        never contracted).
+      normalize: L2-normalise both inputs along `axes` first (the result is a cosine similarity).
+
+    Input: two arrays `(batch, ...)`. Output: `(batch, rest_of_x, rest_of_y)`; a vector `(batch, 1)`
+    when both inputs are `(batch, n)`.
+    """
+
+    _min_inputs = 2
+    _max_inputs = 2
+
+    def __init__(self, axes, normalize: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.axes = tuple(int(a) for a in axes) if isinstance(axes, (list, tuple)) else int(axes)
+        self.normalize = bool(normalize)
+
+    def _check_shapes(self, shapes: list[tuple]) -> None:
+        a_axis, b_axis = self._axes(shapes)
+        if shapes[0][a_axis] is not None and shapes[1][b_axis] is not None and shapes[0][a_axis] != shapes[1][b_axis]:
+            raise ValueError(
+                f'Layer "{self.name}" (Dot): the contracted axes must have the same size; received shapes '
+                f"{shape_str(shapes[0])} (axis {a_axis}) and {shape_str(shapes[1])} (axis {b_axis})"
+            )
+
+    def _axes(self, shapes) -> tuple[int, int]:
+        axes = self.axes if isinstance(self.axes, tuple) else (self.axes, self.axes)
+        return tuple(a % len(s) for a, s in zip(axes, shapes, strict=True))
+
+    def call(self, inputs, *, training=False, key=None):
+        x, y = inputs
+        a_axis, b_axis = self._axes([x.shape, y.shape])
+        if self.normalize:
+            x = x / jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(x), axis=a_axis, keepdims=True), 1e-12))
+            y = y / jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(y), axis=b_axis, keepdims=True), 1e-12))
+        out = jax.vmap(lambda u, v: jnp.tensordot(u, v, axes=((a_axis - 1,), (b_axis - 1,))))(x, y)
+        return out[:, None] if out.ndim == 1 else out
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "axes": self.axes, "normalize": self.normalize}
+
+
+# -- Keras's functional forms: `layers.add([x, y])` is `layers.Add()([x, y])` ---------------------------
+def add(inputs, **kwargs):
+    """`Add(**kwargs)(inputs)`: elementwise sum of a list of tensors."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    """`Subtract(**kwargs)(inputs)`: `inputs[0] - inputs[1]`."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    """`Multiply(**kwargs)(inputs)`: elementwise product of a list of tensors."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    """`Average(**kwargs)(inputs)`: elementwise mean of a list of tensors."""
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    """`Maximum(**kwargs)(inputs)`: elementwise maximum of a list of tensors."""
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    """`Minimum(**kwargs)(inputs)`: elementwise minimum of a list of tensors."""
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis: int = -1, **kwargs):
+    """`Concatenate(axis=axis, **kwargs)(inputs)`: joins a list of tensors along `axis`."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def dot(inputs, axes=-1, normalize: bool = False, **kwargs):
+    """`Dot(axes, normalize, **kwargs)(inputs)`: per-example dot product of two tensors."""
+    return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)
+
+
+__all__ = ["Add", "Average", "Concatenate", "Dot", "Maximum", "Minimum", "Multiply", "Subtract", "add", "average", "concatenate",
+           "dot", "maximum", "minimum", "multiply", "subtract"]

@@ -13,6 +13,16 @@ from nnjax.models.lstm import LSTMClassifier
 from nnjax.models.mlp import MLP, Perceptron
 from nnjax.models.resnet import Airbench94, BasicBlock, ResNet, ResNet18, ResNet20
 
+
+def __getattr__(name: str):
+    """Keras's `keras.models.Model` / `keras.models.Sequential`: the shell's classes (imported on first use)."""
+    if name in ("Model", "Sequential"):
+        from nnjax import shell
+
+        return getattr(shell, name)
+    raise AttributeError(f"module 'nnjax.models' has no attribute {name!r}")
+
+
 __all__ = [
     "GPT",
     "MLP",

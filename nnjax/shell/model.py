@@ -54,6 +54,17 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
       >>> model.fit(x, y, epochs=3)
     """
 
+    # --- functional API dispatch (nnjax.shell.functional) -------------------------------------------
+    def __new__(cls, *args, **kwargs):
+        """`Model(inputs, outputs, name=...)` on symbolic tensors makes a `FunctionalModel`."""
+        if cls is Model:
+            from nnjax.shell.functional import FunctionalModel, is_functional_call
+
+            if is_functional_call(*args, **kwargs):
+                return super().__new__(FunctionalModel)
+        return super().__new__(cls)
+    # --- end of functional API dispatch -------------------------------------------------------------
+
     def __init__(self, module: Any = None, *, name: str | None = None, input_shape: Sequence[int] | None = None,
                  input_dtype=None):
         if module is None:

@@ -1,5 +1,14 @@
-"""Utilities: seeding and keys."""
+"""Utilities: seeding and keys, Keras's NumPy helpers, `plot_model`."""
 
+from nnjax.utils.numerical import normalize, pad_sequences, to_categorical
 from nnjax.utils.random import as_key, global_seed, next_seed, set_random_seed
 
-__all__ = ["as_key", "global_seed", "next_seed", "set_random_seed"]
+
+def plot_model(model, to_file: str = "model.png", **kwargs) -> str:
+    """`nj.viz.plot_model` under Keras's name `keras.utils.plot_model`."""
+    from nnjax.viz import plot_model as draw
+
+    return draw(model, to_file, **kwargs)
+
+
+__all__ = ["as_key", "global_seed", "next_seed", "normalize", "pad_sequences", "plot_model", "set_random_seed", "to_categorical"]
