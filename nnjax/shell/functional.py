@@ -120,8 +120,7 @@ class FunctionalModel(Model):
     def __call__(self, x, training: bool = False, key=None):
         """On arrays, runs the model eagerly; on symbolic tensors, records it as a layer of another model."""
         if any_symbolic((x,), {}):
-            self._sync_module()
-            return self.module(x)
+            return self.module(x)  # the module holds the current weights (a view of the state)
         return super().__call__(x, training=training, key=key)
 
     def summary(self, print_fn: Callable[[str], None] | None = None, flops: bool = False) -> str:

@@ -391,7 +391,12 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
         return {"epoch": 0, "step": 0} if self.fit_loop is None else self.fit_loop.state.position
 
     def __call__(self, x, training: bool = False, key=None):
-        """Calls the underlying module eagerly (Keras's `model(x)`)."""
+        """Calls the underlying module eagerly (Keras's `model(x)`); on symbolic tensors, records it as a layer
+        of a functional model (`nj.Model(inputs, outputs)`)."""
+        from nnjax.layers.functional import any_symbolic
+
+        if any_symbolic((x,), {}):
+            return self.module(x)
         x = jnp.asarray(x) if not isinstance(x, (dict, tuple, list)) else x
         if not self.built:
             self._ensure_built(x)
