@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from nnjax.layers.base import call_with_added_losses
 from nnjax.train import nonfinite, precision
 from nnjax.train.losses import at_least_f32, reduce_loss
 from nnjax.train.state import TrainState
@@ -104,12 +105,16 @@ def apply_model(state: TrainState, params, x, *, training: bool, key=None, model
 def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
     """The scalar objective and its by-products.
 
+    The loss includes the values layers passed to `add_loss` during the forward pass.
+
     Returns:
       `(loss, (outputs, new_model_state, aux))` where `aux` is a dict of extra
       scalars from a custom `loss_fn` (empty otherwise).
     """
     x, y, sample_weight = unpack_batch(batch)
-    outputs, new_model_state = apply_model(state, params, x, training=training, key=key)
+    (outputs, new_model_state), added_losses = call_with_added_losses(
+        apply_model, state, params, x, training=training, key=key
+    )
     config = state.config
     aux = {}
     if config.loss_fn is not None:
@@ -117,7 +122,10 @@ def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
         loss, aux = result if isinstance(result, tuple) else (result, {})
     else:
         loss = reduce_loss(config.loss(y, outputs), sample_weight)
-    return at_least_f32(loss), (outputs, new_model_state, dict(aux))
+    loss = at_least_f32(loss)
+    if added_losses:  # Keras's `add_loss`: the layers' losses join the objective
+        loss = loss + sum(at_least_f32(value) for value in added_losses)
+    return loss, (outputs, new_model_state, dict(aux))
 
 
 def compute_metrics(state: TrainState, batch, outputs, loss, aux=None) -> dict[str, jax.Array]:
