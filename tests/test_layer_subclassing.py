@@ -413,3 +413,11 @@ def test_keras_layer_trains_and_counts_inside_a_model():
     history = model.fit(x, y, epochs=15, batch_size=32, verbose=0)
     assert history.history["loss"][-1] < 0.2 * history.history["loss"][0]
     assert model.count_params() == 4 * 8 + 8 + 1 + 8 + 1
+
+
+def test_a_custom_layer_accepts_other_input_shapes_after_building_as_keras():
+    block = make_transformer_block(nj, nj.layers)(4, 1, 8)
+    assert block(jnp.ones((2, 5, 4)), key=jax.random.PRNGKey(0)).shape == (2, 5, 4)
+    assert block(jnp.ones((3, 7, 4))).shape == (3, 7, 4)  # no input spec: another length is fine, as in Keras
+    with pytest.raises(ValueError, match="expected axis -1"):
+        block.ffn.layers[0](jnp.ones((3, 7, 5)))  # the sublayers keep their own checks

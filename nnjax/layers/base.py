@@ -474,6 +474,9 @@ class Layer(nnx.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        owner = next(c for c in cls.__mro__ if "_checked_axes" in c.__dict__)
+        if owner is Layer and not cls.__module__.startswith("nnjax."):
+            cls._checked_axes = ()  # a user's layer has no input spec, as in Keras: any input shape is accepted
         own_call = cls.__dict__.get("__call__")
         if own_call is not None and not getattr(own_call, "_nnjax_context", False):
             cls.__call__ = _with_context(own_call)
