@@ -55,6 +55,7 @@ def test_sublayers_made_in_init_are_parameters_and_train():
     assert model.count_params() == keras_block.count_params() == block.count_params() == 4 * 16 + 16 + 16 + 1
     params = nnx.state(model.module, nnx.Param)
     assert sum(np.size(a) for a in jax.tree.leaves(params)) == keras_block.count_params()
+    assert sum(np.size(a) for a in jax.tree.leaves(model.state.params)) == keras_block.count_params()
     assert [tuple(w.shape) for w in block.weights] == [tuple(w.shape) for w in keras_block.weights]
 
 
@@ -421,3 +422,55 @@ def test_a_custom_layer_accepts_other_input_shapes_after_building_as_keras():
     assert block(jnp.ones((3, 7, 4))).shape == (3, 7, 4)  # no input spec: another length is fine, as in Keras
     with pytest.raises(ValueError, match="expected axis -1"):
         block.ffn.layers[0](jnp.ones((3, 7, 5)))  # the sublayers keep their own checks
+
+
+def make_init_linear(layers, ops):
+    """Keras's subclassing guide, first form: weights made in `__init__` with `add_weight`, no `build`."""
+
+    class Linear(layers.Layer):
+        def __init__(self, units=32, input_dim=32):
+            super().__init__()
+            self.w = self.add_weight(shape=(input_dim, units), initializer="random_normal", trainable=True)
+            self.b = self.add_weight(shape=(units,), initializer="zeros", trainable=True)
+
+        def call(self, inputs):
+            return ops.matmul(inputs, self.w) + self.b
+
+    return Linear
+
+
+def test_weights_made_in_init_match_keras():
+    x = np.random.default_rng(5).normal(size=(3, 4)).astype(np.float32)
+    keras_layer = make_init_linear(keras.layers, keras.ops)(units=2, input_dim=4)
+    layer = make_init_linear(nj.layers, jnp)(units=2, input_dim=4)
+    assert [tuple(w.shape) for w in layer.weights] == [tuple(w.shape) for w in keras_layer.weights]
+    assert float(np.abs(layer.w.numpy()).max()) > 0.0
+    layer.set_weights(keras_layer.get_weights())
+    np.testing.assert_allclose(layer(x), keras_layer(x), rtol=1e-6, atol=1e-6)
+
+
+def test_weight_regularizer_joins_the_loss_once_per_forward_pass():
+    class Penalised(nj.layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], 2), regularizer=lambda w: 0.1 * jnp.sum(w**2))
+
+        def call(self, inputs):
+            return inputs @ self.w  # called twice below: Keras counts the weight penalty once
+
+    class Twice(nj.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.inner = Penalised()
+
+        def call(self, inputs):
+            return self.inner(inputs) + self.inner(inputs)
+
+    x, _ = regression_data(n=16)
+    y = np.ones((16, 2), np.float32)
+    model = nj.Sequential([Twice()])
+    model.compile(optimizer="sgd", loss="mse")
+    model.build((None, 4))
+    state = model.state
+    loss, (outputs, *_rest) = steps.compute_loss(state, state.params, (x, y), training=False)
+    w = model.layers[0].inner.w.numpy()
+    np.testing.assert_allclose(loss, np.mean((2 * x @ w - y) ** 2) + 0.1 * np.sum(w**2), rtol=1e-5)
