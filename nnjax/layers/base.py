@@ -338,7 +338,7 @@ class _KerasVariableMethods:
         value = jnp.asarray(value, dtype=self.dtype)
         if tuple(value.shape) != tuple(self.shape):
             raise ValueError(
-                f'Variable "{self.name}": assign expected a value of shape {tuple(self.shape)}; received shape '
+                f'Variable "{self.path}": assign expected a value of shape {tuple(self.shape)}; received shape '
                 f"{tuple(value.shape)}"
             )
         self.set_value(value)
@@ -362,7 +362,7 @@ class _KerasVariableMethods:
 
     @property
     def path(self) -> str:
-        return self.name
+        return self.name or "variable"
 
 
 class TrainableVariable(_KerasVariableMethods, nnx.Param):
@@ -505,6 +505,8 @@ class Layer(nnx.Module):
         self._init_weight_count = 0
 
     def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, _KerasVariableMethods) and value.get_metadata().get("name") is None:
+            value.set_metadata(name=name)  # an unnamed weight takes its attribute's name ("kernel", "bias")
         super().__setattr__(name, _trackable(value))
 
     # -- to override -------------------------------------------------------------------
@@ -572,7 +574,7 @@ class Layer(nnx.Module):
         if regularizer is not None and not callable(regularizer):
             raise ValueError(f"{where}: `regularizer` must be a callable `fn(weight) -> scalar`; got {regularizer!r}")
         kind = TrainableVariable if trainable else NonTrainableVariable
-        metadata = {"name": name or "variable"}
+        metadata = {"name": name}  # None: named after the attribute that holds it (see __setattr__)
         if regularizer is not None:
             metadata["regularizer"] = regularizer
         frames = _build_stack.__dict__.get("weights")
