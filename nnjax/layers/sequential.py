@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nnjax.layers.base import Layer, unique_name
-from nnjax.train.steps import call_module
+from nnjax.layers.calling import call_module
 
 
 class SequentialModule(Layer):

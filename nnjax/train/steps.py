@@ -12,8 +12,6 @@ inputs are under `"x"` or first.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from typing import Any
 
 import jax
@@ -21,6 +19,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from nnjax.layers.base import call_with_added_losses
+from nnjax.layers.calling import call_module
 from nnjax.train import nonfinite, precision
 from nnjax.train.losses import at_least_f32, reduce_loss
 from nnjax.train.state import TrainState
@@ -34,39 +34,6 @@ def unpack_batch(batch) -> tuple[Any, Any, Any]:
         parts = tuple(batch) + (None,) * (3 - len(batch))
         return parts[0], parts[1], parts[2]
     return batch, None, None
-
-
-@functools.cache
-def _call_kwargs(module_type: type) -> frozenset:
-    try:
-        params = inspect.signature(module_type.__call__).parameters
-    except (TypeError, ValueError):
-        return frozenset()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return frozenset({"training", "key"})
-    return frozenset(params)
-
-
-def call_module(module: nnx.Module, x, *, training: bool, key=None):
-    """Calls a Flax NNX module with whichever of `training`/`deterministic`/`key` it accepts.
-
-    nnjax layers take `training=` and `key=` (as in Keras); a user's NNX module is
-    also switched with `module.train()` / `module.eval()`, which is how Flax's own
-    Dropout and BatchNorm learn the mode.
-    """
-    accepted = _call_kwargs(type(module))
-    if "training" not in accepted and "deterministic" not in accepted:
-        module.train() if training else module.eval()
-    kwargs = {}
-    if "training" in accepted:
-        kwargs["training"] = training
-    elif "deterministic" in accepted:
-        kwargs["deterministic"] = not training
-    if "key" in accepted and key is not None:
-        kwargs["key"] = key
-    elif "rngs" in accepted and key is not None:
-        kwargs["rngs"] = nnx.Rngs(key)
-    return module(x, **kwargs)
 
 
 def _cast_floats(tree, dtype):
@@ -104,12 +71,16 @@ def apply_model(state: TrainState, params, x, *, training: bool, key=None, model
 def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
     """The scalar objective and its by-products.
 
+    The loss includes the values layers passed to `add_loss` during the forward pass.
+
     Returns:
       `(loss, (outputs, new_model_state, aux))` where `aux` is a dict of extra
       scalars from a custom `loss_fn` (empty otherwise).
     """
     x, y, sample_weight = unpack_batch(batch)
-    outputs, new_model_state = apply_model(state, params, x, training=training, key=key)
+    (outputs, new_model_state), added_losses = call_with_added_losses(
+        apply_model, state, params, x, training=training, key=key
+    )
     config = state.config
     aux = {}
     if config.loss_fn is not None:
@@ -117,7 +88,10 @@ def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
         loss, aux = result if isinstance(result, tuple) else (result, {})
     else:
         loss = reduce_loss(config.loss(y, outputs), sample_weight)
-    return at_least_f32(loss), (outputs, new_model_state, dict(aux))
+    loss = at_least_f32(loss)
+    if added_losses:  # Keras's `add_loss`: the layers' losses join the objective
+        loss = loss + sum(at_least_f32(value) for value in added_losses)
+    return loss, (outputs, new_model_state, dict(aux))
 
 
 def compute_metrics(state: TrainState, batch, outputs, loss, aux=None) -> dict[str, jax.Array]:
