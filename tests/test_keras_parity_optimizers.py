@@ -97,6 +97,12 @@ def _cases():
         cases.append(("sgd", f"schedule_{schedule}", dict(learning_rate=schedule, momentum=0.9)))
         cases.append(("adam", f"schedule_{schedule}", dict(learning_rate=schedule)))
     cases.append(("adamw", "exclude_from_weight_decay", dict(learning_rate=0.01, weight_decay=0.5, exclude=["bias"])))
+    # Gradient accumulation (Keras averages `steps` micro-batches; a schedule sees the micro-step counter) and EMA.
+    cases.append(("adam", "accumulate", dict(learning_rate=0.01, gradient_accumulation_steps=2, global_clipnorm=0.5)))
+    cases.append(
+        ("sgd", "accumulate_schedule", dict(learning_rate="ExponentialDecay", momentum=0.9, gradient_accumulation_steps=3))
+    )
+    cases.append(("adamw", "ema_overwrite", dict(learning_rate=0.01, use_ema=True, ema_momentum=0.7, ema_overwrite_frequency=2)))
     return cases
 
 

@@ -150,11 +150,19 @@ def build(
     if weight_decay is None:
         weight_decay = _DEFAULT_WEIGHT_DECAY.get(name)
     rule = rule_factory(**{**defaults, **hyperparameters})
+    rate = learning_rate
+    if callable(learning_rate) and gradient_accumulation_steps and gradient_accumulation_steps > 1:
+        # Keras evaluates the schedule at its micro-step counter: the k-th applied update (k = 0, 1, ...) happens at
+        # micro-step (k + 1) * steps - 1, while the wrapped transformation below counts applied updates only.
+        steps = int(gradient_accumulation_steps)
+
+        def rate(count, schedule=learning_rate):
+            return schedule(count * steps + steps - 1)
 
     def transformation(learning_rate):
         return rules.keras_transformation(rule, learning_rate, weight_decay, exclude_from_weight_decay)
 
-    tx = optax.inject_hyperparams(transformation)(learning_rate=learning_rate)
+    tx = optax.inject_hyperparams(transformation)(learning_rate=rate)
     parts = []
     # Keras clips only for a positive limit.
     if clipvalue:
