@@ -364,6 +364,38 @@ def reduce_loss(per_element, sample_weight=None, reduction: str | None = "sum_ov
     return jnp.where(divisor != 0, loss / jnp.where(divisor != 0, divisor, 1), 0.0)
 
 
+def class_weight_to_sample_weight(y, class_weight, sample_weight=None):
+    """Keras's `fit(class_weight=...)`: per-sample weights `class_weight.get(label, 1.0)`, on the host.
+
+    Labels are `argmax` over a last axis larger than 1 (one-hot), otherwise the
+    (squeezed) values rounded to integers, as Keras's
+    `class_weight_to_sample_weights`. The weights then act as `sample_weight`
+    on the loss and on `weighted_metrics` only.
+
+    Args:
+      y: labels, shape `(B,)`, `(B, 1)` or `(B, C)` (NumPy or JAX).
+      class_weight: a mapping from class id to weight.
+      sample_weight: must be None: Keras refuses both together.
+
+    Returns:
+      float32 NumPy array of shape `(B,)`.
+
+    Raises:
+      ValueError: when `sample_weight` is also given, or `class_weight` is not a mapping.
+    """
+    import numpy as np
+
+    if sample_weight is not None:
+        raise ValueError("fit: `class_weight` and `sample_weight` cannot be given together (as in Keras); pass one of them")
+    if not hasattr(class_weight, "get"):
+        raise ValueError(f"fit: `class_weight` must be a dict from class id to weight; got {class_weight!r}")
+    labels = np.asarray(y)
+    if labels.ndim > 1:
+        labels = np.argmax(labels, axis=-1) if labels.shape[-1] != 1 else np.squeeze(labels, axis=-1)
+    labels = np.round(labels).astype(np.int32)
+    return np.array([class_weight.get(int(label), 1.0) for label in labels.reshape(-1)], np.float32)
+
+
 # ------------------------------------------------------------------------------------------------ Loss objects
 @dataclasses.dataclass(frozen=True)
 class Loss:
@@ -676,6 +708,7 @@ __all__ = [
     "categorical_crossentropy",
     "categorical_focal_crossentropy",
     "categorical_hinge",
+    "class_weight_to_sample_weight",
     "cosine_similarity",
     "ctc",
     "dice",

@@ -133,9 +133,9 @@ _METRICS = {
     "squared_hinge": losses_lib.squared_hinge,
     "categorical_hinge": losses_lib.categorical_hinge,
 }
-_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "mape": "mean_absolute_percentage_error",
+ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "mape": "mean_absolute_percentage_error",
             "msle": "mean_squared_logarithmic_error", "kld": "kl_divergence"}  # fmt: skip
-METRICS = sorted(list(_METRICS) + list(_ALIASES) + ["accuracy", "acc"])
+METRICS = sorted(list(_METRICS) + list(ALIASES) + ["accuracy", "acc"])
 
 
 def get(identifier, loss: losses_lib.Loss | None = None) -> Metric:
@@ -157,7 +157,7 @@ def get(identifier, loss: losses_lib.Loss | None = None) -> Metric:
         name = identifier.lower()
         if name in ("accuracy", "acc"):
             return Metric(name=identifier, fn=accuracy)
-        canonical = _ALIASES.get(name, name)
+        canonical = ALIASES.get(name, name)
         if canonical in _METRICS:
             return Metric(name=identifier, fn=_METRICS[canonical])
         raise ValueError(f"compile(metrics=...): unknown metric {identifier!r}; expected one of {METRICS} or a callable")
@@ -207,6 +207,7 @@ def weighted_mean(values, sample_weight=None):
 
 
 __all__ = [
+    "ALIASES",
     "METRICS",
     "Metric",
     "accuracy",
