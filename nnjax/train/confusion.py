@@ -85,7 +85,16 @@ def _filter_top_k(x, k):
 
 
 def confusion_counts(
-    y_true, y_pred, thresholds, sample_weight=None, *, top_k: int | None = None, class_id: int | None = None, clip: bool = False
+    y_true,
+    y_pred,
+    thresholds,
+    sample_weight=None,
+    *,
+    top_k: int | None = None,
+    class_id: int | None = None,
+    clip: bool = False,
+    multi_label: bool = False,
+    label_weights=None,
 ) -> ConfusionCounts:
     """One batch's weighted TP/FP/TN/FN at each threshold (`y_pred > threshold` is a positive), as Keras counts them.
 
@@ -97,9 +106,12 @@ def confusion_counts(
       top_k: only the `k` highest scores of the last axis can be positive.
       class_id: count only this column of the last axis.
       clip: clip `y_pred` to [0, 1] first (Keras does for evenly spaced thresholds).
+      multi_label: keep the last axis apart: counts of shape `(T, L)` for `y_pred` of shape `(B, L)`.
+      label_weights: None or weights `(L,)` of the last axis, multiplied into the
+        sample weights (without `multi_label`, as Keras).
 
     Returns:
-      `ConfusionCounts` with fields of shape `(T,)`.
+      `ConfusionCounts` with fields of shape `(T,)` (`(T, L)` with `multi_label`).
     """
     y_true = jnp.asarray(y_true, jnp.float32)
     y_pred = jnp.asarray(y_pred, jnp.float32)
@@ -118,10 +130,21 @@ def confusion_counts(
         weights = None if weights is None else weights[..., class_id]
     if clip:
         y_pred = jnp.clip(y_pred, 0.0, 1.0)
+    if label_weights is not None and not multi_label:
+        lw = jnp.broadcast_to(jnp.asarray(label_weights, jnp.float32), y_pred.shape)
+        weights = lw if weights is None else weights * lw
     thresholds = jnp.asarray(thresholds, jnp.float32)
-    pred_is_pos = y_pred.reshape(1, -1) > thresholds.reshape(-1, 1)  # [T, N]
-    label_is_pos = (y_true.reshape(1, -1) != 0) & jnp.ones_like(pred_is_pos)
-    w = jnp.ones((1, pred_is_pos.shape[1]), jnp.float32) if weights is None else weights.reshape(1, -1)
+    # [T, N] (or [T, B, L] with multi_label): is each prediction above each threshold?
+    if multi_label:
+        flat_pred, flat_true = y_pred.reshape(1, -1, y_pred.shape[-1]), y_true.reshape(1, -1, y_pred.shape[-1])
+        t = thresholds.reshape(-1, 1, 1)
+        w = jnp.ones_like(flat_pred) if weights is None else weights.reshape(flat_pred.shape)
+    else:
+        flat_pred, flat_true = y_pred.reshape(1, -1), y_true.reshape(1, -1)
+        t = thresholds.reshape(-1, 1)
+        w = jnp.ones_like(flat_pred) if weights is None else weights.reshape(1, -1)
+    pred_is_pos = flat_pred > t
+    label_is_pos = (flat_true != 0) & jnp.ones_like(pred_is_pos)
 
     def count(label, pred):
         return jnp.sum(jnp.where(label & pred, w, 0.0), axis=1)
@@ -201,10 +224,14 @@ def AUC(  # noqa: N802
     the ROC area is a trapezoid sum, the PR area Keras's (Davis & Goadrich)
     interpolation.
 
+    With `multi_label=True`, each column of `(B, L)` predictions has its own
+    curve and the result is their mean (weighted by `label_weights`); the
+    state's counts are `(num_thresholds, L)`, so `init` needs `num_labels` or
+    `y_pred_shape`.
+
     Raises:
-      ValueError: for a bad curve, summation method or number of thresholds;
-        `multi_label=True` and `label_weights` are not supported (an error, not
-        a silently different number).
+      ValueError: for a bad curve, summation method or number of thresholds, or
+        `num_labels` without `multi_label` (Keras's checks).
     """
     curve = curve.upper()
     summation_method = summation_method.lower()
@@ -212,8 +239,9 @@ def AUC(  # noqa: N802
         raise ValueError(f"AUC: `curve` must be one of {list(_CURVES)}; got {curve!r}")
     if summation_method not in _SUMMATIONS:
         raise ValueError(f"AUC: `summation_method` must be one of {list(_SUMMATIONS)}; got {summation_method!r}")
-    if multi_label or num_labels is not None or label_weights is not None:
-        raise ValueError("AUC: multi_label, num_labels and label_weights are not supported by nnjax; got multi-label arguments")
+    if num_labels and not multi_label:
+        raise ValueError("AUC: `num_labels` is needed only when `multi_label` is True")
+    weights_of_labels = None if label_weights is None else jnp.asarray(label_weights, jnp.float32)
     if thresholds is not None:
         inner = sorted(float(t) for t in thresholds)
         evenly = _evenly_distributed(np.array([0.0] + inner + [1.0]))
@@ -226,15 +254,39 @@ def AUC(  # noqa: N802
     n = len(all_thresholds)
 
     def init(y_pred_shape=None):
-        del y_pred_shape
-        zeros = jnp.zeros((n,), jnp.float32)
+        shape = (n,)
+        if multi_label:
+            labels = num_labels or (y_pred_shape[-1] if y_pred_shape else None)
+            if not labels:
+                raise ValueError(
+                    f"{name}: with multi_label=True, init needs `y_pred_shape` or num_labels=...; got {y_pred_shape!r}"
+                )
+            shape = (n, int(labels))
+        zeros = jnp.zeros(shape, jnp.float32)
         return ConfusionCounts(zeros, zeros, zeros, zeros)
 
     def update(state, y_true, y_pred, sample_weight=None):
         y_pred = jnp.asarray(y_pred, jnp.float32)
         if from_logits:
             y_pred = jax.nn.sigmoid(y_pred)
-        return merge(state, confusion_counts(y_true, y_pred, all_thresholds, sample_weight, clip=evenly))
+        counts = confusion_counts(
+            y_true,
+            y_pred,
+            all_thresholds,
+            sample_weight,
+            clip=evenly,
+            multi_label=multi_label,
+            label_weights=None if multi_label else weights_of_labels,
+        )
+        return merge(state, counts)
+
+    def reduce_labels(terms):
+        if not multi_label:
+            return jnp.sum(terms)
+        by_label = jnp.sum(terms, axis=0)
+        if weights_of_labels is None:
+            return jnp.mean(by_label)
+        return _divide_no_nan(jnp.sum(by_label * weights_of_labels), jnp.sum(weights_of_labels))
 
     def interpolate_pr_auc(s):
         tp, fp, fn = s.true_positives, s.false_positives, s.false_negatives
@@ -247,7 +299,7 @@ def AUC(  # noqa: N802
             (p[: n - 1] > 0) & (p[1:] > 0), _divide_no_nan(p[: n - 1], jnp.maximum(p[1:], 0)), jnp.ones_like(p[1:])
         )
         increment = _divide_no_nan(prec_slope * (dtp + intercept * jnp.log(safe_p_ratio)), jnp.maximum(tp[1:] + fn[1:], 0))
-        return jnp.sum(increment)
+        return reduce_labels(increment)
 
     def result(s):
         if curve == "PR" and summation_method == "interpolation":
@@ -269,7 +321,7 @@ def AUC(  # noqa: N802
             heights = jnp.minimum(y[: n - 1], y[1:])
         else:
             heights = jnp.maximum(y[: n - 1], y[1:])
-        return jnp.sum((x[: n - 1] - x[1:]) * heights)
+        return reduce_labels((x[: n - 1] - x[1:]) * heights)
 
     return StatefulMetric(name, init, update, result)
 

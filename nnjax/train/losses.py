@@ -332,7 +332,10 @@ def reduce_loss(per_element, sample_weight=None, reduction: str | None = "sum_ov
     Args:
       per_element: losses of shape `(B, ...)`.
       sample_weight: None or weights of shape `(B,)` (broadcast over the rest)
-        or of `per_element`'s shape.
+        or of `per_element`'s shape. Deliberate difference: Keras multiplies
+        `(B,)` weights into `(B, T)` losses by trailing-axis broadcasting (an
+        error, or a wrong pairing when `T == B`); nnjax pairs them by the
+        leading (batch) axis. Equal-rank weights are Keras's exactly.
       reduction: "sum_over_batch_size" (Keras's default) and "mean": the weighted
         sum divided by the number of elements; "sum": the weighted sum;
         "mean_with_sample_weight": divided by the sum of the weights; "none" or
