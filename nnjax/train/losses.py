@@ -427,9 +427,9 @@ class Loss:
         _check_reduction(self.reduction)
 
     def per_element(self, y_true, y_pred):
-        """The unreduced losses, after Keras's rank matching of `y_true` and `y_pred`."""
-        y_true, y_pred = jnp.asarray(y_true), jnp.asarray(y_pred)
-        y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
+        """The unreduced losses, after Keras's rank matching of `y_true` and `y_pred` (pytrees go to `fn` as they are)."""
+        if hasattr(y_true, "shape") and hasattr(y_pred, "shape"):
+            y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
         return self.fn(y_true, y_pred)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
