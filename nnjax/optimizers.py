@@ -2,13 +2,17 @@
 
 from nnjax.train import schedules  # noqa: F401  (Keras: keras.optimizers.schedules.CosineDecay, ...)
 from nnjax.train.optimizers import (  # noqa: F401
+    CONSTRUCTORS,
     OPTIMIZERS,
     SGD,
     Adadelta,
+    Adafactor,
     Adagrad,
     Adam,
     Adamax,
     AdamW,
+    Ftrl,
+    Lamb,
     Lion,
     Nadam,
     RMSprop,
@@ -18,5 +22,24 @@ from nnjax.train.optimizers import (  # noqa: F401
     set_learning_rate,
 )
 
-__all__ = ["OPTIMIZERS", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Lion", "Nadam", "RMSprop", "build", "get",
-           "get_learning_rate", "schedules", "set_learning_rate"]
+__all__ = [
+    "CONSTRUCTORS",
+    "OPTIMIZERS",
+    "SGD",
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "Ftrl",
+    "Lamb",
+    "Lion",
+    "Nadam",
+    "RMSprop",
+    "build",
+    "get",
+    "get_learning_rate",
+    "schedules",
+    "set_learning_rate",
+]

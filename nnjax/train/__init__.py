@@ -4,7 +4,7 @@ Everything `Model.fit` does is built from these parts; a custom loop can use
 them with `jax.jit`, `jax.vmap`, sharding or `shard_map` and nothing else.
 """
 
-from nnjax.train import ema, losses, metrics, nonfinite, optimizers, precision, schedules
+from nnjax.train import confusion, ema, losses, metrics, nonfinite, optimizer_rules, optimizers, precision, schedules
 from nnjax.train.state import StepConfig, TrainState, stack_states, unstack_state
 from nnjax.train.steps import (
     apply_model,
@@ -25,11 +25,13 @@ __all__ = [
     "call_module",
     "compute_loss",
     "compute_metrics",
+    "confusion",
     "ema",
     "eval_step",
     "losses",
     "metrics",
     "nonfinite",
+    "optimizer_rules",
     "optimizers",
     "precision",
     "predict_step",

@@ -22,7 +22,8 @@ from flax import nnx
 from nnjax.layers.base import call_with_added_losses
 from nnjax.layers.calling import call_module
 from nnjax.train import nonfinite, precision
-from nnjax.train.losses import at_least_f32, reduce_loss
+from nnjax.train.losses import at_least_f32
+from nnjax.train.metrics import weighted_mean
 from nnjax.train.state import TrainState
 
 
@@ -87,7 +88,7 @@ def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
         result = config.loss_fn(outputs, batch)
         loss, aux = result if isinstance(result, tuple) else (result, {})
     else:
-        loss = reduce_loss(config.loss(y, outputs), sample_weight)
+        loss = config.loss(y, outputs, sample_weight)  # a Loss reduces as Keras does (sum_over_batch_size)
     loss = at_least_f32(loss)
     if added_losses:  # Keras's `add_loss`: the layers' losses join the objective
         loss = loss + sum(at_least_f32(value) for value in added_losses)
@@ -99,7 +100,7 @@ def compute_metrics(state: TrainState, batch, outputs, loss, aux=None) -> dict[s
     _, y, sample_weight = unpack_batch(batch)
     metrics = {"loss": loss, **(aux or {})}
     for metric in state.config.metrics:
-        metrics[metric.name] = reduce_loss(metric(y, outputs), sample_weight)
+        metrics[metric.name] = weighted_mean(metric(y, outputs), sample_weight)
     return metrics
 
 
