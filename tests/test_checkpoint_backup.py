@@ -117,8 +117,10 @@ def test_backup_holds_sums_of_the_epoch_so_far(tmp_path):
     restored = mngr.restore(target=model.state)
     totals = restored.metadata["epoch_totals"]
     assert restored.step == 9 and restored.metadata["position"] == {"epoch": 1, "step": 3}
-    count = np.asarray(totals["_count"], np.uint32).view(np.float32)
-    assert count == 3 * 8  # three batches of 8 examples into epoch 1
+    (sum_shape, sum_bits), (count_shape, count_bits) = totals  # the loss's (sum of batch_loss * B, examples)
+    count = np.asarray(count_bits, np.uint32).view(np.float32)
+    assert sum_shape == count_shape == [] and count == 3 * 8  # three batches of 8 examples into epoch 1
+    assert np.asarray(sum_bits, np.uint32).view(np.float32) > 0
     assert restored.metadata["data"]["seed"] == 0 and restored.metadata["data"]["steps_per_epoch"] == STEPS_PER_EPOCH
 
 

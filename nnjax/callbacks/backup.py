@@ -17,7 +17,6 @@ import signal
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from nnjax.callbacks.base import Callback, History, ProgbarLogger
@@ -25,8 +24,9 @@ from nnjax.checkpoint.core import _to_json
 from nnjax.checkpoint.errors import UntrustedCheckpointError
 from nnjax.checkpoint.manager import CheckpointManager
 from nnjax.checkpoint.preemption import PreemptionGuard
+from nnjax.train import totals as totals_lib
 
-BACKUP_FORMAT = 1
+BACKUP_FORMAT = 2  # 2: epoch totals as a list of float32 leaves (every metric kind, ensembles)
 _DATA_KEYS = ("seed", "batch_size", "num_examples", "shuffle", "drop_remainder")
 
 
@@ -37,14 +37,23 @@ def _finite(value) -> bool:
         return True
 
 
-def _float32_bits(tree: dict) -> dict:
-    """Totals as their float32 bit patterns (ints; lists of ints for an ensemble's per-member totals)."""
-    host = jax.device_get(tree)
-    return {name: np.asarray(value, np.float32).view(np.uint32).tolist() for name, value in host.items()}
+def _float32_bits(totals) -> list:
+    """Epoch totals as the bit patterns of their float32 leaves: one `[shape, [ints]]` per leaf (exact in JSON)."""
+    return [[list(np.shape(leaf)), np.asarray(leaf, np.float32).reshape(-1).view(np.uint32).tolist()]
+            for leaf in totals_lib.to_leaves(totals)]
 
 
-def _from_float32_bits(bits: dict) -> dict:
-    return {name: jnp.asarray(np.asarray(value, np.uint32).view(np.float32)) for name, value in bits.items()}
+def _from_float32_bits(bits: list) -> list[np.ndarray]:
+    return [np.asarray(values, np.uint32).view(np.float32).reshape(shape) for shape, values in bits]
+
+
+def _valid_bits(entry) -> bool:
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], list) and isinstance(entry[1], list)):
+        return False
+    shape, values = entry
+    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31 for d in shape):
+        return False
+    return len(values) == int(np.prod(shape)) and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in values)
 
 
 def _state_step(state) -> int:
@@ -201,14 +210,10 @@ class BackupAndRestore(Callback):
             raise ValueError(f"{where} was written for other data or another seed ({detail}); resuming would not reproduce "
                              "the run. Fit the same data with the same compile(seed=...), or use another backup_dir")
         totals = meta.get("epoch_totals")
-        if totals is not None and (not isinstance(totals, dict) or not all(_valid_bits(v) for v in totals.values())):
+        if totals is not None and (not isinstance(totals, list) or not all(_valid_bits(v) for v in totals)):
             raise UntrustedCheckpointError(f"{where}: malformed epoch_totals", step=restored.step, path=self.backup_dir)
         loop = self._loop()
         resumed_totals = _from_float32_bits(totals) if position["step"] > 0 and totals is not None else None
-        if resumed_totals is not None:
-            expected = set(model.metric_names()) | {"_count"}
-            if set(resumed_totals) != expected:
-                raise ValueError(f"{where} holds the metrics {sorted(resumed_totals)}; this fit computes {sorted(expected)}")
         model.state = restored.state
         if isinstance(meta.get("history"), dict):
             model.history.set_state(meta["history"])

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import optax
 
+from nnjax.train import confusion, precision
 from nnjax.train import losses as losses_lib
 from nnjax.train import metrics as metrics_lib
 from nnjax.train import nonfinite as nonfinite_lib
 from nnjax.train import optimizers as optimizers_lib
-from nnjax.train import precision
 from nnjax.utils.random import as_key, next_seed
 
 
@@ -31,10 +31,26 @@ class CompileConfig:
     seed: int
     nonfinite: Any = None  # an nnjax.train.nonfinite.NonFinitePolicy or None
     log_learning_rate: bool = False  # the optimizer's rate is a schedule: log it each epoch
+    weighted_metrics: tuple = ()  # weighted by sample_weight (Keras's `weighted_metrics`)
+
+
+def _metric(identifier, loss):
+    """A stateful metric (Precision, AUC, ...: `nnjax.train.confusion`) or a per-element one."""
+    stateful = confusion.get(identifier)
+    return stateful if stateful is not None else metrics_lib.get(identifier, loss)
+
+
+def _metric_list(value, argument: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        raise ValueError(f"compile: `{argument}` as a dict (per output) is not supported for single-output models; "
+                         f"pass a list; got {sorted(value)}")
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_execution: int | str, dtype_policy: str | None,
-            distribution, seed, nonfinite) -> CompileConfig:
+            distribution, seed, nonfinite, weighted_metrics=None) -> CompileConfig:
     """`Model.compile`'s arguments as a `CompileConfig` (see `Model.compile` for each).
 
     Raises:
@@ -44,7 +60,8 @@ def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_exe
     loss_obj = losses_lib.get(loss) if loss is not None else None
     if loss_obj is None and loss_fn is None:
         raise ValueError("compile: pass `loss` (e.g. loss='sparse_categorical_crossentropy') or `loss_fn`; got neither")
-    metric_objs = tuple(metrics_lib.get(m, loss_obj) for m in (metrics or []))
+    metric_objs = tuple(_metric(m, loss_obj) for m in _metric_list(metrics, "metrics"))
+    weighted_objs = tuple(_metric(m, loss_obj) for m in _metric_list(weighted_metrics, "weighted_metrics"))
     if steps_per_execution != "auto" and (isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int)
                                           or steps_per_execution < 1):
         raise ValueError(f"compile: `steps_per_execution` must be 'auto' or a positive int; got {steps_per_execution!r}")
@@ -62,7 +79,7 @@ def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_exe
     return CompileConfig(
         tx=tx, loss=loss_obj, metrics=metric_objs, loss_fn=loss_fn, steps_per_execution=steps_per_execution,
         compute_dtype=policy.compute_dtype, distribution=distribution, seed=data_seed, nonfinite=nonfinite_policy,
-        log_learning_rate=log_learning_rate,
+        log_learning_rate=log_learning_rate, weighted_metrics=weighted_objs,
     )
 
 

@@ -112,6 +112,17 @@ class FitMemory:
 class LoopHooks:
     """What the loop asks of the model it trains, for one model; `Ensemble` overrides the member-aware ones."""
 
+    def _zero_totals(self, source):
+        """Zero epoch totals for this model's metrics and `source`'s batches."""
+        return self.execution.zero_totals(self._stored_state_tree(), source.peek())
+
+    def _stored_state_tree(self):
+        stored = self._stored_state()
+        return stored.tree() if isinstance(stored, FlatState) else stored
+
+    def _totals_result(self, totals) -> dict:
+        return totals_lib.result(self.state.config, totals, members=self.execution.members is not None)
+
     def _orders(self, source, epoch: int):
         """The device-resident example order of `epoch`: int32 `(N,)`."""
         return jnp.asarray(source.order(epoch), jnp.int32)
@@ -207,25 +218,20 @@ class FitLoop:
     # ------------------------------------------------------------------ public API for callbacks
     def epoch_means(self) -> dict:
         """The running means of the current epoch (floats; arrays `(members,)` for an ensemble), or {}."""
-        return {} if self.state.totals is None else totals_lib.result(self.state.totals)
+        return {} if self.state.totals is None else self.model._totals_result(self.state.totals)
 
     def resume(self, epoch: int, step: int, *, totals: dict | None = None, callback_states: dict | None = None) -> None:
         """Makes this fit continue at `(epoch, step)` (call it from `on_train_begin`).
 
         Args:
           epoch, step: the position of the next batch.
-          totals: the epoch's running totals at that position (same names as `metric_names()`), to resume
-            mid-epoch with the means an uninterrupted run would report.
+          totals: the epoch's running totals at that position, as `nnjax.train.totals.to_leaves` gives them, to
+            resume mid-epoch with the values an uninterrupted run would report (checked against this fit's
+            totals when the epoch starts).
           callback_states: `{callback: state}`; each callback's `set_state(state)` is called once every
             `on_train_begin` has run, before the first epoch begins.
 
-        Raises:
-          ValueError: if `totals` holds other metrics than this fit computes.
         """
-        if totals is not None:
-            expected = set(self.model.metric_names()) | {totals_lib.COUNT}
-            if set(totals) != expected:
-                raise ValueError(f"FitLoop.resume: the totals hold {sorted(totals)}; this fit computes {sorted(expected)}")
         self.state.epoch, self.state.step = int(epoch), int(step)
         self.state.start = (int(epoch), int(step))
         self._resume_totals = totals if step > 0 else None
@@ -271,7 +277,8 @@ class FitLoop:
         k = self.steps_choice.steps_per_execution
         state.examples = 0
         totals, self._resume_totals = self._resume_totals, None
-        state.totals = totals if totals is not None else execution.zero_totals(model.metric_names())
+        zeros = model._zero_totals(source)
+        state.totals = zeros if totals is None else self._resumed_totals(zeros, totals)
         steps_total = state.steps_per_epoch
         step = start_step
         if device_data is not None:
@@ -319,7 +326,7 @@ class FitLoop:
                         break
         if step == start_step and start_step == 0:
             raise ValueError("fit: the dataset yielded no batches: expected at least one batch per epoch; received 0")
-        return totals_lib.result(state.totals)
+        return model._totals_result(state.totals)
 
     # ------------------------------------------------------------------ steps per execution and throughput
     def _choose_steps(self, resident: bool) -> None:
@@ -369,6 +376,13 @@ class FitLoop:
         history.throughput = self.throughput
         history.steps_per_execution = self.steps_choice
 
+    @staticmethod
+    def _resumed_totals(zeros, leaves):
+        try:
+            return totals_lib.from_leaves(zeros, leaves)
+        except ValueError as err:
+            raise ValueError(f"FitLoop.resume: the saved epoch totals do not fit this fit's metrics: {err}") from err
+
     def _checked(self, batches, epoch: int, start_step: int):
         """Streamed batches, each checked on the host (values, label ranges) before it is trained on."""
         for step, batch in enumerate(batches, start_step):
@@ -385,7 +399,7 @@ class FitLoop:
         state.totals = totals
         state.step = step + n
         if self.callbacks.batch_end_hooks:
-            logs = model._reduce(totals_lib.result(totals)) if self.callbacks.needs_batch_logs() else None
+            logs = model._reduce(model._totals_result(totals)) if self.callbacks.needs_batch_logs() else None
             self.callbacks.on_train_batch_end(state.step - 1, logs)
         return state.step
 

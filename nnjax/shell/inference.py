@@ -11,7 +11,6 @@ import numpy as np
 from nnjax.callbacks.base import CallbackList
 from nnjax.data.adapt import is_streaming
 from nnjax.train import steps
-from nnjax.train import totals as totals_lib
 from nnjax.train.execution import batch_size_of
 
 
@@ -32,12 +31,12 @@ class InferenceMixin:
         """Loss and metrics over `source`. With `keep_on_device`, in-memory data placed on the device
         once is reused by the next call with the same source (fit validates every epoch)."""
         state, execution = self.state, self.execution
-        totals = execution.zero_totals(self.metric_names())
+        totals = self._zero_totals(source)
         cached = self._eval_cache
         if cached is not None and cached[0] is source:
             for placed in cached[1]:
                 totals = execution.evaluate(state, totals, placed)
-            return totals_lib.result(totals)
+            return self._totals_result(totals)
         kept, group = [], []
 
         def flush():
@@ -62,7 +61,7 @@ class InferenceMixin:
         flush()
         if keep_on_device and hasattr(source, "arrays"):
             self._eval_cache = (source, kept)
-        return totals_lib.result(totals)
+        return self._totals_result(totals)
 
     def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose="auto", sample_weight=None,
                  steps: int | None = None, callbacks=None, return_dict: bool = False):

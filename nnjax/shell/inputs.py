@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nnjax.data.adapt import adapt, is_source, is_streaming
 from nnjax.data.arrays import as_array_tree, check_lengths, split_validation
+from nnjax.train.losses import class_weight_to_sample_weight
 
 
 def source_for(x, y, sample_weight, *, batch_size, shuffle: bool, seed: int, what: str, drop_remainder: bool = False):
@@ -21,9 +22,11 @@ def source_for(x, y, sample_weight, *, batch_size, shuffle: bool, seed: int, wha
         raise ValueError(f"{what}: {err}") from err
 
 
-def fit_sources(x, y, sample_weight, *, batch_size, shuffle, seed, validation_split, validation_data, validation_batch_size):
+def fit_sources(x, y, sample_weight, *, batch_size, shuffle, seed, validation_split, validation_data, validation_batch_size,
+                class_weight=None):
     """The training source and the validation source (or None) of a `fit` call, Keras's rules included:
-    `validation_data` wins over `validation_split`; the split takes the last fraction of the arrays, before shuffling."""
+    `validation_data` wins over `validation_split`; the split takes the last fraction of the arrays, before shuffling;
+    `class_weight` becomes the training examples' sample weights (never the validation's)."""
     if validation_split and validation_data is not None:
         validation_split = 0.0
     if validation_split:
@@ -32,6 +35,11 @@ def fit_sources(x, y, sample_weight, *, batch_size, shuffle, seed, validation_sp
         x, y, sample_weight = (as_array_tree(v, n) for v, n in ((x, "x"), (y, "y"), (sample_weight, "sample_weight")))
         check_lengths(x, y, sample_weight)
         (x, y, sample_weight), validation_data = split_validation(x, y, sample_weight, validation_split)
+    if class_weight is not None:
+        if is_streaming(x) or y is None:
+            raise ValueError("fit: `class_weight` needs array labels `y` (got a dataset or generator); yield "
+                             "(x, y, sample_weight) batches with the class weights instead")
+        sample_weight = class_weight_to_sample_weight(as_array_tree(y, "y"), class_weight, sample_weight)
     source = source_for(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, seed=seed, what="fit")
     if validation_data is None:
         return source, None

@@ -146,7 +146,7 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
             )
 
     # ------------------------------------------------------------------ compiling
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, loss_fn: Callable | None = None,
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, weighted_metrics=None, loss_fn: Callable | None = None,
                 steps_per_execution: int | str = "auto", dtype_policy: str | None = None, distribution=None, seed=None,
                 jit_compile: bool = True, nonfinite=None) -> None:
         """Configures training, as Keras's `compile`.
@@ -155,7 +155,10 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
           optimizer: a name ("adam", "sgd", ...), an `optax.GradientTransformation`
             or an `nj.optimizers` constructor's result.
           loss: a Keras loss name, an `nj.losses` object or `fn(y_true, y_pred)`.
-          metrics: a list of metric names or `fn(y_true, y_pred)` callables.
+          metrics: a list of metric names, metric objects (`nj.metrics.Precision()`, ...) or `fn(y_true, y_pred)`
+            callables; unweighted, as in Keras.
+          weighted_metrics: metrics weighted by `sample_weight` (and `class_weight`): each epoch value is
+            `sum(w * v) / sum(w)`; named "weighted_<name>" when `metrics` has the same name.
           loss_fn: a custom objective `fn(outputs, batch) -> loss | (loss, aux)` used instead of `loss`.
           steps_per_execution: steps per compiled dispatch (`lax.scan`); "auto" (the default) measures sizes
             during the first epoch and keeps the fastest (see `nnjax.shell.steps_policy`).
@@ -172,7 +175,8 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
         """
         del jit_compile
         self._compiled = resolve(optimizer, loss, metrics, loss_fn=loss_fn, steps_per_execution=steps_per_execution,
-                                 dtype_policy=dtype_policy, distribution=distribution, seed=seed, nonfinite=nonfinite)
+                                 dtype_policy=dtype_policy, distribution=distribution, seed=seed, nonfinite=nonfinite,
+                                 weighted_metrics=weighted_metrics)
         if self._state is not None:  # recompiling keeps the weights, not the optimizer state
             nnx.update(self._module, self.state.params, self.state.model_state)
         self._state = None
@@ -215,7 +219,8 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
     def metric_names(self) -> list[str]:
         """`["loss", *metric names]`: the keys of `evaluate`'s and `fit`'s logs."""
         config = self._require_compiled("metric_names")
-        return ["loss"] + [m.name for m in config.metrics]
+        state = StepConfig(loss=config.loss, metrics=config.metrics, weighted_metrics=config.weighted_metrics)
+        return ["loss"] + [name for name, _, _ in steps.logged_metrics(state)]
 
     def _require_compiled(self, what: str) -> CompileConfig:
         if self._compiled is None:
@@ -229,7 +234,8 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
         state = TrainState(
             step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=config.tx.init(params),
             rng=jax.random.PRNGKey(config.seed), graphdef=graphdef, tx=config.tx,
-            config=StepConfig(loss=config.loss, metrics=config.metrics, loss_fn=config.loss_fn,
+            config=StepConfig(loss=config.loss, metrics=config.metrics, weighted_metrics=config.weighted_metrics,
+                              loss_fn=config.loss_fn,
                               compute_dtype=config.compute_dtype, nonfinite=config.nonfinite),
         )
         return self.execution.place_state(state)
@@ -326,8 +332,8 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
 
     # ------------------------------------------------------------------ fit
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose="auto", callbacks=None,
-            validation_split: float = 0.0, validation_data=None, shuffle: bool = True, sample_weight=None,
-            initial_epoch: int = 0, steps_per_epoch: int | None = None, validation_batch_size: int | None = None,
+            validation_split: float = 0.0, validation_data=None, shuffle: bool = True, class_weight=None,
+            sample_weight=None, initial_epoch: int = 0, steps_per_epoch: int | None = None, validation_batch_size: int | None = None,
             validation_freq: int = 1) -> History:
         """Trains the model, as Keras's `fit`.
 
@@ -341,7 +347,9 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
           validation_split: fraction of the arrays (taken from the end, before shuffling) held out for validation.
           validation_data: `(x_val, y_val)`, `(x_val, y_val, sample_weight)` or a dataset.
           shuffle: reshuffle every epoch (the order is a function of the seed and epoch).
-          sample_weight: per-example weights `(N,)`.
+          class_weight: `{class id: weight}`: each training example weighted by its label's weight (Keras's
+            rule; not with `sample_weight`). Applies to the loss and to `weighted_metrics`.
+          sample_weight: per-example weights `(N,)` (the loss and `weighted_metrics`).
           initial_epoch: epoch to start from.
           steps_per_epoch: stop each epoch after this many steps.
           validation_batch_size: batch size for validation (`batch_size` by default).
@@ -356,7 +364,8 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
                                    validation_freq=validation_freq, batch_size=batch_size)
         source, val_source = inputs.fit_sources(
             x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, seed=self._seed_for_data(),
-            validation_split=validation_split, validation_data=validation_data, validation_batch_size=validation_batch_size)
+            validation_split=validation_split, validation_data=validation_data, validation_batch_size=validation_batch_size,
+            class_weight=class_weight)
         self._check_source(source, "fit")
         if val_source is not None:
             self._check_source(val_source, "fit(validation_data)")

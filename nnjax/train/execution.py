@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnjax.train import nonfinite as nonfinite_lib
 from nnjax.train import steps
 from nnjax.train import totals as totals_lib
 
@@ -68,7 +67,7 @@ class Execution:
 
     Example:
       >>> ex = Execution()
-      >>> flat, totals = ex.train(state, totals_lib.init(["loss"]), ex.place_batches([batch]))
+      >>> flat, totals = ex.train(state, ex.zero_totals(state, batch), ex.place_batches([batch]))
       >>> state = flat.tree()
     """
 
@@ -79,6 +78,7 @@ class Execution:
         self.members = members
         self.skip_nonfinite = skip_nonfinite
         self._fns: dict = {}
+        self._zero_totals: dict = {}  # totals shapes per (state structure, batch shapes)
         self._last = None
 
     # ------------------------------------------------------------------ placement
@@ -98,8 +98,24 @@ class Execution:
     def place_state(self, state):
         return state if self.distribution is None else self.distribution.place_state(state)
 
-    def zero_totals(self, names) -> dict:
-        return totals_lib.init(names, self.members)
+    def zero_totals(self, state, batch):
+        """Zero epoch totals for `state`'s metrics, shaped like the contributions of a batch like `batch` (host
+        arrays or shapes; an ensemble's `state` is stacked). Remembered per state structure and batch shapes."""
+        spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype if not hasattr(a, "dtype")
+                                                           else a.dtype), batch)
+        try:
+            key = (jax.tree.structure(state), jax.tree.structure(spec), tuple((a.shape, a.dtype) for a in jax.tree.leaves(spec)))
+            hash(key)
+        except TypeError:
+            key = None
+        cache = self._zero_totals
+        if key is None or key not in cache:
+            one = steps.eval_step_totals if self.members is None else jax.vmap(steps.eval_step_totals, in_axes=(0, None))
+            shapes = jax.eval_shape(one, state, spec)
+            if key is None:
+                return totals_lib.init(shapes)
+            cache[key] = shapes
+        return totals_lib.init(cache[key])
 
     # ------------------------------------------------------------------ programs
     def _programs(self) -> dict[str, Callable]:
@@ -116,15 +132,14 @@ class Execution:
 
         def one_train(state, totals, batch):
             batch = constrain(batch)
-            state, metrics = steps.train_step(state, batch)
-            weight = batch_size_of(batch)
-            if skip:  # a skipped step does not turn the epoch's mean into NaN
-                metrics, weight = nonfinite_lib.mask_metrics(metrics, weight)
-            return state, totals_lib.update(totals, metrics, weight)
+            new_state, contributions = steps.train_step_totals(state, batch)
+            if skip:  # a skipped step does not turn the epoch's values into NaN
+                finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(c)) for c in jax.tree.leaves(contributions)]))
+                contributions = totals_lib.mask(contributions, finite)
+            return new_state, totals_lib.add(totals, contributions)
 
         def one_eval(state, totals, batch):
-            batch = constrain(batch)
-            return totals_lib.update(totals, steps.eval_step(state, batch), batch_size_of(batch))
+            return totals_lib.add(totals, steps.eval_step_totals(state, constrain(batch)))
 
         if members is None:
             train_shared = one_train

@@ -22,7 +22,9 @@ class StepConfig:
 
     Attributes:
       loss: the per-element loss, applied as `loss(y_true, y_pred)`.
-      metrics: metrics reported by `train_step` and `eval_step`.
+      metrics: metrics reported by `train_step` and `eval_step`, unweighted (Keras's `metrics=`):
+        per-element `Metric`s or stateful ones (`nnjax.train.confusion`).
+      weighted_metrics: metrics weighted by the batch's `sample_weight` (Keras's `weighted_metrics=`).
       loss_fn: optional objective that replaces `loss`:
         `loss_fn(outputs, batch) -> loss` or `-> (loss, aux)`, where `outputs` is
         whatever the model returns and `batch` is the batch as given. `aux` is a
@@ -37,6 +39,7 @@ class StepConfig:
 
     loss: losses_lib.Loss | None = None
     metrics: tuple[metrics_lib.Metric, ...] = ()
+    weighted_metrics: tuple = ()  # metrics weighted by `sample_weight` (Keras's `weighted_metrics`)
     loss_fn: Callable | None = None
     compute_dtype: Any = None
     nonfinite: Any = None

@@ -23,7 +23,7 @@ from nnjax.layers.base import call_with_added_losses
 from nnjax.layers.calling import call_module
 from nnjax.train import nonfinite, precision
 from nnjax.train.losses import at_least_f32
-from nnjax.train.metrics import weighted_mean
+from nnjax.train.metrics import weighted_sum_and_count
 from nnjax.train.state import TrainState
 
 
@@ -95,13 +95,68 @@ def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
     return loss, (outputs, new_model_state, dict(aux))
 
 
-def compute_metrics(state: TrainState, batch, outputs, loss, aux=None) -> dict[str, jax.Array]:
-    """`{"loss": loss, **aux, metric_name: weighted mean, ...}` for one batch."""
+def _is_stateful(metric) -> bool:
+    return all(hasattr(metric, attr) for attr in ("init", "update", "result"))
+
+
+def logged_metrics(config) -> list[tuple[str, Any, bool]]:
+    """`(logged name, metric, weighted)` of every compiled metric, named as Keras names them: a metric of
+    `weighted_metrics` whose name is already taken by one of `metrics` is logged as "weighted_<name>"."""
+    entries, taken, repeats = [], {"loss"}, {}
+    for metric in config.metrics:
+        name = metric.name
+        if name in taken:  # Keras: "accuracy", "accuracy_1", ...
+            repeats[name] = repeats.get(name, 0) + 1
+            name = f"{name}_{repeats[name]}"
+        entries.append((name, metric, False))
+        taken.add(name)
+    for metric in config.weighted_metrics:
+        name = metric.name if metric.name not in taken else f"weighted_{metric.name}"
+        entries.append((name, metric, True))
+        taken.add(name)
+    return entries
+
+
+def metric_contributions(state: TrainState, batch, outputs, loss, aux=None) -> dict[str, Any]:
+    """One batch's additive contribution to every logged value; an epoch's value sums them (Keras's rules).
+
+    - "loss" and the scalars a `loss_fn` returns beside it: `(value * B, B)`, the mean over examples
+      of the batch values (Keras's loss tracker, weighted by batch size, not by sample weights).
+    - a metric of `compile(metrics=)`: `(sum of values, count)`, unweighted (Keras's `Mean`).
+    - a metric of `compile(weighted_metrics=)`: `(sum of w * values, sum of w)`.
+    - a stateful metric (Precision, AUC, ...): its counts for this batch (states add up).
+    """
     _, y, sample_weight = unpack_batch(batch)
-    metrics = {"loss": loss, **(aux or {})}
-    for metric in state.config.metrics:
-        metrics[metric.name] = weighted_mean(metric(y, outputs), sample_weight)
-    return metrics
+    size = jnp.asarray(jax.tree.leaves(outputs)[0].shape[0], jnp.float32)
+    parts = {"loss": (jnp.asarray(loss, jnp.float32) * size, size)}
+    for name, value in (aux or {}).items():
+        parts[name] = (jnp.asarray(value, jnp.float32) * size, size)
+    for name, metric, weighted in logged_metrics(state.config):
+        weights = sample_weight if weighted else None
+        if _is_stateful(metric):
+            leaves = jax.tree.leaves(outputs)
+            parts[name] = metric.update(metric.init(leaves[0].shape if len(leaves) == 1 else None), y, outputs, weights)
+        else:
+            parts[name] = weighted_sum_and_count(metric(y, outputs), weights)
+    return parts
+
+
+def results(config, totals: dict) -> dict[str, jax.Array]:
+    """The value of every entry of summed contributions: total / count (0 for no count) or the metric's result."""
+    stateful = {name: metric for name, metric, _ in logged_metrics(config) if _is_stateful(metric)}
+    values = {}
+    for name, total in totals.items():
+        if name in stateful:
+            values[name] = stateful[name].result(total)
+        else:
+            num, den = total
+            values[name] = jnp.where(den != 0, num / jnp.where(den != 0, den, 1), 0.0)
+    return values
+
+
+def compute_metrics(state: TrainState, batch, outputs, loss, aux=None) -> dict[str, jax.Array]:
+    """`{"loss": loss, **aux, metric_name: value, ...}` of one batch, by Keras's rules (see `metric_contributions`)."""
+    return results(state.config, metric_contributions(state, batch, outputs, loss, aux))
 
 
 def step_key(state: TrainState) -> jax.Array:
@@ -109,16 +164,9 @@ def step_key(state: TrainState) -> jax.Array:
     return jax.random.fold_in(state.rng, state.step)
 
 
-def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimizer update.
-
-    Args:
-      state: the current `TrainState`.
-      batch: `(x, y)`, `(x, y, sample_weight)` or a dict (see module docstring).
-
-    Returns:
-      `(new_state, metrics)` where metrics maps "loss" and each metric name to a
-      float32 scalar (the batch mean).
+def train_step_totals(state: TrainState, batch) -> tuple[TrainState, dict[str, Any]]:
+    """`train_step` returning the batch's additive contributions (`metric_contributions`) instead of its values:
+    what `fit` sums over an epoch.
     """
     key = step_key(state)
 
@@ -138,13 +186,33 @@ def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Arra
     )
     if state.config.nonfinite is not None:  # see nnjax.train.nonfinite
         new_state = nonfinite.guard(state, new_state, loss, grads if scale is None else None)
-    return new_state, compute_metrics(state, batch, outputs, loss, aux)
+    return new_state, metric_contributions(state, batch, outputs, loss, aux)
+
+
+def train_step(state: TrainState, batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer update.
+
+    Args:
+      state: the current `TrainState`.
+      batch: `(x, y)`, `(x, y, sample_weight)` or a dict (see module docstring).
+
+    Returns:
+      `(new_state, metrics)` where metrics maps "loss" and each metric name to a
+      float32 value of this batch (Keras's rules: see `metric_contributions`).
+    """
+    new_state, contributions = train_step_totals(state, batch)
+    return new_state, results(state.config, contributions)
+
+
+def eval_step_totals(state: TrainState, batch) -> dict[str, Any]:
+    """`eval_step`'s additive contributions (`metric_contributions`), for summing over a dataset."""
+    loss, (outputs, _, aux) = compute_loss(state, state.params, batch, training=False)
+    return metric_contributions(state, batch, outputs, loss, aux)
 
 
 def eval_step(state: TrainState, batch) -> dict[str, jax.Array]:
     """Loss and metrics of one batch in inference mode; the state is unchanged."""
-    loss, (outputs, _, aux) = compute_loss(state, state.params, batch, training=False)
-    return compute_metrics(state, batch, outputs, loss, aux)
+    return results(state.config, eval_step_totals(state, batch))
 
 
 def predict_step(state: TrainState, x):
@@ -159,8 +227,13 @@ __all__ = [
     "compute_loss",
     "compute_metrics",
     "eval_step",
+    "eval_step_totals",
+    "logged_metrics",
+    "metric_contributions",
     "predict_step",
     "step_key",
+    "results",
     "train_step",
+    "train_step_totals",
     "unpack_batch",
 ]

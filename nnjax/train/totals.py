@@ -1,61 +1,82 @@
-"""Epoch metric totals: a pure accumulator of weighted sums (init / update / result).
+"""Epoch totals: the sum of every batch's metric contributions (init / add / result), pure.
 
-`fit` and `evaluate` report, for each metric, the example-weighted mean over the
-epoch. The running sums live on the device inside the compiled step and cross to
-the host only when a callback or the epoch's end reads them:
+`fit` and `evaluate` report Keras's epoch values: the loss averaged over examples,
+each metric by its own rule (`nnjax.train.steps.metric_contributions`: unweighted or
+weighted means, stateful counts such as Precision's). Every batch contributes an
+additive pytree; the running sums live on the device inside the compiled step and
+cross to the host only when a callback or the epoch's end reads them:
 
-    totals = init(["loss", "accuracy"])               # {"loss": 0., "accuracy": 0., "_count": 0.}
-    totals = update(totals, {"loss": l, "accuracy": a}, weight=batch_size)
-    result(totals)                                    # {"loss": float, "accuracy": float}
+    totals = init(spec)                       # zeros shaped like one batch's contributions
+    totals = add(totals, contributions)       # inside the compiled step
+    result(config, totals)                    # {"loss": float, "accuracy": float, ...}
 
-With `members=M` (an ensemble) every leaf has a leading member axis `(M,)` and
-`result` gives arrays of shape `(M,)`.
+With `members` (an ensemble) every leaf has a leading member axis and `result`
+gives arrays of shape `(members,)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-COUNT = "_count"
+
+def init(spec):
+    """Zero totals shaped like `spec` (what `jax.eval_shape` gives for one batch's contributions)."""
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32 if jnp.issubdtype(s.dtype, jnp.floating) else s.dtype), spec)
 
 
-def init(names: Sequence[str], members: int | None = None) -> dict[str, jax.Array]:
-    """Zero totals for `names` (plus the example count), float32 scalars or `(members,)` vectors."""
-    shape = () if members is None else (int(members),)
-    return {name: jnp.zeros(shape, jnp.float32) for name in names} | {COUNT: jnp.zeros(shape, jnp.float32)}
+def add(totals, contributions):
+    """`totals + contributions`, leaf by leaf (pure; jit/vmap friendly)."""
+    return jax.tree.map(lambda t, c: t + jnp.asarray(c, t.dtype), totals, contributions)
 
 
-def update(totals: dict, metrics: dict, weight) -> dict:
-    """Adds `weight * metrics[name]` to each total and `weight` to the count (pure; jit/vmap friendly).
+def mask(contributions, keep):
+    """Contributions of a step that counts (`keep` True) or zeros (a step skipped by `nonfinite="skip"`)."""
+    return jax.tree.map(lambda c: jnp.where(keep, c, jnp.zeros_like(c)), contributions)
 
-    Args:
-      totals: what `init` (or a previous `update`) returned.
-      metrics: the batch's mean value of each metric; names not in `totals` are ignored.
-      weight: the batch's weight, usually its number of examples.
+
+@functools.lru_cache(maxsize=64)
+def _finalizer(config, members: bool):
+    from nnjax.train.steps import results
+
+    fn = functools.partial(results, config)
+    return jax.jit(jax.vmap(fn) if members else fn)
+
+
+def result(config, totals, *, members: bool = False) -> dict:
+    """The epoch values on the host: floats (arrays for per-threshold metrics; `(members,)` for an ensemble)."""
+    try:
+        values = jax.device_get(_finalizer(config, members)(totals))
+    except TypeError:  # an unhashable config: not cached
+        from nnjax.train.steps import results
+
+        values = jax.device_get((jax.vmap if members else (lambda f: f))(functools.partial(results, config))(totals))
+    out = {}
+    for name, value in values.items():
+        value = np.asarray(value, np.float64)
+        out[name] = float(value) if value.ndim == 0 else value
+    return out
+
+
+def to_leaves(totals) -> list[np.ndarray]:
+    """The totals as host arrays, in a fixed order (for backups)."""
+    return [np.asarray(a) for a in jax.tree.leaves(jax.device_get(totals))]
+
+
+def from_leaves(template, leaves):
+    """Totals with `template`'s structure from `to_leaves` output.
+
+    Raises:
+      ValueError: if the number or shapes of the leaves do not match.
     """
-    weight = jnp.asarray(weight, jnp.float32)
-    new = {name: totals[name] + metrics[name].astype(jnp.float32) * weight for name in totals if name != COUNT}
-    new[COUNT] = totals[COUNT] + weight
-    return new
+    flat, treedef = jax.tree.flatten(template)
+    if len(flat) != len(leaves) or any(np.shape(a) != np.shape(b) for a, b in zip(flat, leaves)):
+        raise ValueError(f"totals: expected {len(flat)} arrays of shapes {[np.shape(a) for a in flat]}; received "
+                         f"{len(leaves)} of shapes {[np.shape(b) for b in leaves]}")
+    return jax.tree.unflatten(treedef, [jnp.asarray(b, a.dtype) for a, b in zip(flat, leaves)])
 
 
-def result(totals: dict) -> dict:
-    """The weighted means on the host: floats, or float64 arrays `(members,)` for an ensemble's totals."""
-    host = jax.device_get(totals)
-    count = np.asarray(host[COUNT], np.float64)
-    if count.ndim == 0:
-        return {name: float(value) / max(float(count), 1e-12) for name, value in host.items() if name != COUNT}
-    count = np.maximum(count, 1e-12)
-    return {name: np.asarray(value, np.float64) / count for name, value in host.items() if name != COUNT}
-
-
-def names(totals: dict) -> list[str]:
-    """The metric names `totals` accumulates (the count excluded)."""
-    return [name for name in totals if name != COUNT]
-
-
-__all__ = ["COUNT", "init", "names", "result", "update"]
+__all__ = ["add", "from_leaves", "init", "mask", "result", "to_leaves"]
