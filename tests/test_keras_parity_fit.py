@@ -98,3 +98,22 @@ def test_evaluate_with_weighted_metrics_matches_keras():
     theirs = kmodel.evaluate(XV, YV, sample_weight=W[:40], batch_size=16, verbose=0, return_dict=True)
     mine = model.evaluate(XV, YV, sample_weight=W[:40], batch_size=16, verbose=0, return_dict=True)
     assert_logs_match(theirs, mine)
+
+
+def test_stateful_metrics_report_the_epochs_value_as_keras_does():
+    # Precision over an epoch is sum(TP) / sum(TP + FP) over all its batches, not the mean of batch precisions.
+    xb = RNG.normal(size=(96, 6)).astype(np.float32)
+    yb = (xb[:, 0] + 0.3 * xb[:, 1] > 0).astype(np.float32)[:, None]
+    keras.utils.set_random_seed(2)
+    kmodel = keras.Sequential([keras.Input((6,)), keras.layers.Dense(1, activation="sigmoid")])
+    kmodel.compile(optimizer="sgd", loss="binary_crossentropy", metrics=[keras.metrics.Precision(), keras.metrics.AUC()])
+    model = nj.Sequential([nj.layers.Dense(1, activation="sigmoid", input_shape=(6,))])
+    kernel, bias = kmodel.layers[0].get_weights()
+    model.layers[0].kernel[...] = kernel
+    model.layers[0].bias[...] = bias
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=[nj.metrics.Precision(), nj.metrics.AUC()], seed=0)
+    theirs = kmodel.fit(xb, yb, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    mine = model.fit(xb, yb, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+    assert set(mine) == set(theirs) == {"loss", "precision", "auc"}
+    for name in theirs:
+        np.testing.assert_allclose(mine[name], theirs[name], rtol=1e-5, err_msg=name)
