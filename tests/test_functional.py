@@ -1,12 +1,13 @@
-"""The functional API against Keras 3: the keras-io functional API guide, ported by changing imports only.
+"""The functional API against Keras 3: graph-building fixtures run unchanged on both frameworks.
 
-Source of the guide code below: keras-team/keras-io, guides/functional_api.py, commit
-6f78709a673691753bdba7f1422390a73a93a1a5 (the mnist MLP, the ticket-classification model with three
-inputs and two outputs, the toy ResNet, the shared Embedding, the ensemble of nested models). Each
-`guide_*` function holds the guide's code; it is run once with `keras, layers = keras, keras.layers` and
-once with `keras, layers = nj, nj.layers`. Keras's initial weights are copied into nnjax's layers
-(paired by creation order), then parameter counts per layer and outputs are compared. Tolerance: float32,
-atol 1e-5 (the same arithmetic in a different order: XLA fuses differently).
+Each `build_*` fixture below is one function of the module it is given (`keras` or `nnjax`): it is called
+once with Keras and once with nnjax, each wrapped in `Tracked`, which records every layer the fixture
+constructs. Keras's initial weights are then copied into nnjax's layers (paired by creation order), and
+parameter counts per layer, outputs and training runs are compared. The fixtures cover the idioms of
+Keras's functional API (in the style of keras-io's functional API guide, written here): a plain layer
+stack, several named inputs and outputs, residual connections, a layer shared by two inputs, and whole
+models used as layers. Tolerance: float32, atol 1e-5 (the same arithmetic in a different order: XLA
+fuses differently).
 """
 
 import jax
@@ -22,21 +23,34 @@ keras = pytest.importorskip("keras")
 ATOL = 1e-5
 
 
-class Recording:
-    """`layers` for the guide code: every layer class it constructs is remembered, in order."""
+class RecordingLayers:
+    """A stand-in for `module.layers`: every layer class constructed through it is remembered, in order."""
 
-    def __init__(self, module):
-        self.module, self.created = module, []
+    def __init__(self, layers_module):
+        self._layers, self.created = layers_module, []
 
     def __getattr__(self, name):
-        value = getattr(self.module, name)
-        if isinstance(value, type):
-            def make(*args, **kwargs):
-                layer = value(*args, **kwargs)
-                self.created.append(layer)
-                return layer
-            return make
-        return value
+        value = getattr(self._layers, name)
+        if not isinstance(value, type):
+            return value  # functions (`add`, `concatenate`, `Input`, ...) pass through
+
+        def construct(*args, **kwargs):
+            layer = value(*args, **kwargs)
+            self.created.append(layer)
+            return layer
+
+        return construct
+
+
+class Tracked:
+    """A stand-in for the `keras` / `nnjax` module whose `.layers` records what a fixture builds."""
+
+    def __init__(self, module):
+        self._module = module
+        self.layers = RecordingLayers(module.layers)
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
 
 
 def copy_keras_weights(keras_layers, nnjax_layers):
@@ -56,11 +70,12 @@ def copy_keras_weights(keras_layers, nnjax_layers):
         assert kl.count_params() == nl.count_params(), (kl.name, nl.name)
 
 
-def run_both(guide, *args):
-    k_layers, n_layers = Recording(keras.layers), Recording(nj.layers)
-    k_model = guide(keras, k_layers, *args)
-    n_model = guide(nj, n_layers, *args)
-    copy_keras_weights(k_layers.created, n_layers.created)
+def run_both(build, *args):
+    """Builds the fixture with Keras, then with nnjax, and gives nnjax Keras's initial weights."""
+    k_lib, n_lib = Tracked(keras), Tracked(nj)
+    k_model = build(k_lib, *args)
+    n_model = build(n_lib, *args)
+    copy_keras_weights(k_lib.layers.created, n_lib.layers.created)
     return k_model, n_model
 
 
@@ -70,175 +85,190 @@ def assert_outputs_match(k_model, n_model, x):
     jax.tree.map(lambda e, g: np.testing.assert_allclose(g, e, atol=ATOL, rtol=1e-5), expected, got)
 
 
-# ------------------------------------------------------------------------------------ guide code
-def guide_mnist(keras, layers):
-    inputs = keras.Input(shape=(784,))
-    dense = layers.Dense(64, activation="relu")
-    x = dense(inputs)
-    x = layers.Dense(64, activation="relu")(x)
-    outputs = layers.Dense(10)(x)
-    model = keras.Model(inputs=inputs, outputs=outputs, name="mnist_model")
-    return model
+# ------------------------------------------------------------------------------------ fixtures
+# Sizes of the digit classifier: 28x28 grey images, two hidden layers, ten classes.
+DIGIT_SIDE, DIGIT_HIDDEN, DIGIT_CLASSES = 28, (48, 32), 10
 
 
-def guide_tickets(keras, layers):
-    num_tags = 12  # Number of unique issue tags
-    num_words = 10000  # Size of vocabulary obtained when preprocessing text data
-    num_departments = 4  # Number of departments for predictions
-
-    title_input = keras.Input(shape=(None,), name="title")  # Variable-length sequence of ints
-    body_input = keras.Input(shape=(None,), name="body")  # Variable-length sequence of ints
-    tags_input = keras.Input(shape=(num_tags,), name="tags")  # Binary vectors of size `num_tags`
-    title_features = layers.Embedding(num_words, 64)(title_input)
-    body_features = layers.Embedding(num_words, 64)(body_input)
-    title_features = layers.LSTM(128)(title_features)
-    body_features = layers.LSTM(32)(body_features)
-    x = layers.concatenate([title_features, body_features, tags_input])
-    priority_pred = layers.Dense(1, name="priority")(x)
-    department_pred = layers.Dense(num_departments, name="department")(x)
-    model = keras.Model(
-        inputs=[title_input, body_input, tags_input],
-        outputs=[priority_pred, department_pred],
-    )
-    return model
+def build_digit_mlp(lib):
+    """A plain stack: `Input` -> `Flatten` -> `Dense` layers, one layer object made first and called after,
+    and a named `Model(inputs=..., outputs=...)`."""
+    pixels = lib.Input(shape=(DIGIT_SIDE, DIGIT_SIDE), name="pixels")
+    flat = lib.layers.Flatten()(pixels)
+    first_hidden = lib.layers.Dense(DIGIT_HIDDEN[0], activation="relu")  # made, then applied: the layer is an object
+    h = first_hidden(flat)
+    h = lib.layers.Dense(DIGIT_HIDDEN[1], activation="relu")(h)
+    logits = lib.layers.Dense(DIGIT_CLASSES)(h)
+    return lib.Model(inputs=pixels, outputs=logits, name="digit_mlp")
 
 
-def guide_toy_resnet(keras, layers):
-    inputs = keras.Input(shape=(32, 32, 3), name="img")
-    x = layers.Conv2D(32, 3, activation="relu")(inputs)
-    x = layers.Conv2D(64, 3, activation="relu")(x)
-    block_1_output = layers.MaxPooling2D(3)(x)
-
-    x = layers.Conv2D(64, 3, activation="relu", padding="same")(block_1_output)
-    x = layers.Conv2D(64, 3, activation="relu", padding="same")(x)
-    block_2_output = layers.add([x, block_1_output])
-
-    x = layers.Conv2D(64, 3, activation="relu", padding="same")(block_2_output)
-    x = layers.Conv2D(64, 3, activation="relu", padding="same")(x)
-    block_3_output = layers.add([x, block_2_output])
-
-    x = layers.Conv2D(64, 3, activation="relu")(block_3_output)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dense(256, activation="relu")(x)
-    x = layers.Dropout(0.5)(x)
-    outputs = layers.Dense(10)(x)
-
-    model = keras.Model(inputs, outputs, name="toy_resnet")
-    return model
+def digit_mlp_params() -> int:
+    sizes = (DIGIT_SIDE * DIGIT_SIDE, *DIGIT_HIDDEN, DIGIT_CLASSES)
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
-def guide_shared_embedding(keras, layers):
-    # Embedding for 1000 unique words mapped to 128-dimensional vectors
-    shared_embedding = layers.Embedding(1000, 128)
-    # Variable-length sequence of integers
-    text_input_a = keras.Input(shape=(None,), dtype="int32")
-    # Variable-length sequence of integers
-    text_input_b = keras.Input(shape=(None,), dtype="int32")
-    # Reuse the same layer to encode both inputs
-    encoded_input_a = shared_embedding(text_input_a)
-    encoded_input_b = shared_embedding(text_input_b)
-    # (the guide stops here; a model over both encodings)
-    return keras.Model([text_input_a, text_input_b], [encoded_input_a, encoded_input_b])
+# A request router: two token sequences of any length and a fixed-size flag vector in; an urgency score
+# and a team choice out.
+ROUTER_VOCAB, ROUTER_FLAGS, ROUTER_TEAMS = 3000, 9, 5
 
 
-def guide_ensemble(keras, layers):
-    def get_model():
-        inputs = keras.Input(shape=(128,))
-        outputs = layers.Dense(1)(inputs)
-        return keras.Model(inputs, outputs)
+def build_request_router(lib):
+    """Several named inputs (two variable-length integer sequences, one float vector), a separate
+    `Embedding` + `LSTM` branch per sequence, `layers.concatenate` of the branches with the raw vector,
+    and two named output heads in a list."""
+    subject = lib.Input(shape=(None,), name="subject")
+    message = lib.Input(shape=(None,), name="message")
+    flags = lib.Input(shape=(ROUTER_FLAGS,), name="flags")
+    message_state = lib.layers.LSTM(24)(lib.layers.Embedding(ROUTER_VOCAB, 12)(message))
+    subject_state = lib.layers.LSTM(40)(lib.layers.Embedding(ROUTER_VOCAB, 20)(subject))
+    joined = lib.layers.concatenate([flags, subject_state, message_state])
+    team = lib.layers.Dense(ROUTER_TEAMS, name="team")(joined)
+    urgency = lib.layers.Dense(1, name="urgency")(joined)
+    return lib.Model(inputs=[subject, message, flags], outputs=[urgency, team])
 
-    model1 = get_model()
-    model2 = get_model()
-    model3 = get_model()
 
-    inputs = keras.Input(shape=(128,))
-    y1 = model1(inputs)
-    y2 = model2(inputs)
-    y3 = model3(inputs)
-    outputs = layers.average([y1, y2, y3])
-    ensemble_model = keras.Model(inputs=inputs, outputs=outputs)
-    return ensemble_model
+def build_residual_cnn(lib):
+    """A small residual network: a conv stem and pooling, two blocks whose input is added back with
+    `layers.add` (so the graph is a DAG, not a chain), global pooling and a dropout-regularised head."""
+    image = lib.Input(shape=(20, 20, 3), name="image")
+    x = lib.layers.Conv2D(16, 3, activation="relu")(image)
+    skip = lib.layers.MaxPooling2D(2, name="pool")(x)
+    for _ in range(2):
+        y = lib.layers.Conv2D(16, 3, padding="same", activation="relu")(skip)
+        y = lib.layers.Conv2D(16, 3, padding="same")(y)
+        skip = lib.layers.add([skip, y])
+    x = lib.layers.Conv2D(24, 3, activation="relu")(skip)
+    x = lib.layers.GlobalAveragePooling2D()(x)
+    x = lib.layers.Dropout(0.3)(lib.layers.Dense(32, activation="relu")(x))
+    return lib.Model(image, lib.layers.Dense(6)(x), name="residual_cnn")
+
+
+SHARED_VOCAB, SHARED_DIM = 600, 20
+
+
+def build_shared_encoder(lib):
+    """One `Embedding` object applied to two int32 inputs of different lengths: a single lookup table
+    serves both, and the model returns both encodings plus their pooled cosine similarity."""
+    table = lib.layers.Embedding(SHARED_VOCAB, SHARED_DIM)
+    query = lib.Input(shape=(None,), dtype="int32", name="query")
+    document = lib.Input(shape=(None,), dtype="int32", name="document")
+    query_vectors, document_vectors = table(query), table(document)
+    pool = lib.layers.GlobalAveragePooling1D()
+    similarity = lib.layers.dot([pool(query_vectors), pool(document_vectors)], axes=1, normalize=True)
+    return lib.Model([query, document], [query_vectors, document_vectors, similarity])
+
+
+ENSEMBLE_FEATURES, ENSEMBLE_MEMBERS = 20, 4
+
+
+def build_averaged_members(lib):
+    """Whole `Model`s called on a symbolic tensor like layers, then merged with `layers.average`."""
+
+    def member():
+        features = lib.Input(shape=(ENSEMBLE_FEATURES,))
+        hidden = lib.layers.Dense(8, activation="relu")(features)
+        return lib.Model(features, lib.layers.Dense(1)(hidden))
+
+    members = [member() for _ in range(ENSEMBLE_MEMBERS)]
+    features = lib.Input(shape=(ENSEMBLE_FEATURES,))
+    return lib.Model(inputs=features, outputs=lib.layers.average([m(features) for m in members]))
+
+
+def router_inputs(rng, batch, subject_len, message_len):
+    return {
+        "subject": rng.integers(ROUTER_VOCAB, size=(batch, subject_len)),
+        "message": rng.integers(ROUTER_VOCAB, size=(batch, message_len)),
+        "flags": rng.integers(2, size=(batch, ROUTER_FLAGS)).astype("float32"),
+    }
 
 
 # ------------------------------------------------------------------------------------ parity
-def test_mnist_mlp_matches_keras():
-    k_model, n_model = run_both(guide_mnist)
+def test_digit_mlp_matches_keras():
+    k_model, n_model = run_both(build_digit_mlp)
     assert isinstance(n_model, nj.Model)
-    assert n_model.name == "mnist_model" and n_model.count_params() == k_model.count_params() == 55050
-    x = np.random.default_rng(0).random((20, 784), dtype=np.float32)
+    assert n_model.name == "digit_mlp"
+    assert n_model.count_params() == k_model.count_params() == digit_mlp_params()
+    x = np.random.default_rng(0).random((20, DIGIT_SIDE, DIGIT_SIDE), dtype=np.float32)
     assert_outputs_match(k_model, n_model, x)
-    assert tuple(n_model.inputs[0].shape) == tuple(k_model.inputs[0].shape) == (None, 784)
+    assert tuple(n_model.inputs[0].shape) == tuple(k_model.inputs[0].shape) == (None, DIGIT_SIDE, DIGIT_SIDE)
     assert str(n_model.inputs[0].dtype) == str(k_model.inputs[0].dtype) == "float32"
 
 
 @pytest.mark.slow
-def test_multi_input_multi_output_ticket_model_matches_keras():
-    k_model, n_model = run_both(guide_tickets)
+def test_multi_input_multi_output_router_matches_keras():
+    k_model, n_model = run_both(build_request_router)
     assert n_model.count_params() == k_model.count_params()
     rng = np.random.default_rng(0)
-    title = rng.integers(10000, size=(8, 10))
-    body = rng.integers(10000, size=(8, 23))
-    tags = rng.integers(2, size=(8, 12)).astype("float32")
-    assert_outputs_match(k_model, n_model, [title, body, tags])
-    # A dict keyed by input name, and a different sequence length (the Input's None axis).
-    body = rng.integers(10000, size=(8, 7))
-    expected = k_model.predict({"title": title, "body": body, "tags": tags}, verbose=0)
-    got = n_model.predict({"title": title, "body": body, "tags": tags})
+    x = router_inputs(rng, 8, 11, 17)
+    assert_outputs_match(k_model, n_model, [x["subject"], x["message"], x["flags"]])  # a list, in input order
+    # A dict keyed by input name, and another sequence length on the Input's None axis.
+    x["message"] = rng.integers(ROUTER_VOCAB, size=(8, 6))
+    expected = k_model.predict(x, verbose=0)
+    got = n_model.predict(x)
     assert isinstance(got, list) and len(got) == 2
     for e, g in zip(expected, got, strict=True):
         np.testing.assert_allclose(g, e, atol=ATOL, rtol=1e-5)
-    assert [t.shape for t in n_model.outputs] == [(None, 1), (None, 4)]
+    assert [t.shape for t in n_model.outputs] == [(None, 1), (None, ROUTER_TEAMS)]
 
 
 @pytest.mark.slow
-def test_toy_resnet_matches_keras_and_summary_shows_connections():
-    k_model, n_model = run_both(guide_toy_resnet)
+def test_residual_cnn_matches_keras_and_summary_shows_connections():
+    k_model, n_model = run_both(build_residual_cnn)
     for kl, nl in zip([x for x in k_model.layers if x.weights], [x for x in n_model.layers if x.count_params()], strict=True):
         assert kl.count_params() == nl.count_params()
-    x = np.random.default_rng(1).random((4, 32, 32, 3), dtype=np.float32)
+    x = np.random.default_rng(1).random((4, 20, 20, 3), dtype=np.float32)
     assert_outputs_match(k_model, n_model, x)
     text = n_model.summary(print_fn=lambda s: None)
     assert "Connected to" in text
     add_rows = [line for line in text.splitlines() if line.startswith("add")]
     assert len(add_rows) == 2 and all(", " in row for row in add_rows)  # each residual add reads two layers
-    assert "max_pooling2d[0][0]" in add_rows[0]
+    assert "pool[0][0]" in add_rows[0]  # the first block adds its input (the pooled stem) back
+    first_add = add_rows[0].split()[0]
+    assert f"{first_add}[0][0]" in add_rows[1]  # the second block adds the first block's sum back
 
 
 def test_shared_embedding_is_one_layer_with_one_table():
-    k_model, n_model = run_both(guide_shared_embedding)
-    assert n_model.count_params() == k_model.count_params() == 128000
+    k_model, n_model = run_both(build_shared_encoder)
+    assert n_model.count_params() == k_model.count_params() == SHARED_VOCAB * SHARED_DIM
     embeddings = [layer for layer in n_model.layers if isinstance(layer, nj.layers.Embedding)]
     assert len(embeddings) == 1
     rng = np.random.default_rng(2)
-    a, b = rng.integers(1000, size=(3, 5)), rng.integers(1000, size=(3, 9))
+    a, b = rng.integers(SHARED_VOCAB, size=(3, 5)), rng.integers(SHARED_VOCAB, size=(3, 9))
     assert_outputs_match(k_model, n_model, [a, b])
+    table = np.asarray(embeddings[0].embeddings[...])
+    np.testing.assert_array_equal(n_model.predict([a, b])[1], table[b])  # both inputs read the one table
 
 
-def test_nested_models_ensemble_matches_keras_and_shares_weights():
-    k_model, n_model = run_both(guide_ensemble)
-    assert n_model.count_params() == k_model.count_params() == 3 * 129
-    x = np.random.default_rng(3).random((6, 128), dtype=np.float32)
+def test_nested_models_average_matches_keras_and_shares_weights():
+    k_model, n_model = run_both(build_averaged_members)
+    per_member = ENSEMBLE_FEATURES * 8 + 8 + 8 + 1
+    assert n_model.count_params() == k_model.count_params() == ENSEMBLE_MEMBERS * per_member
+    x = np.random.default_rng(3).random((6, ENSEMBLE_FEATURES), dtype=np.float32)
     assert_outputs_match(k_model, n_model, x)
     inner = n_model.layers[1]
-    assert isinstance(inner, nj.Model) and [type(x).__name__ for x in inner.layers] == ["SymbolicInput", "Dense"]
-    inner.layers[1].bias[...] = inner.layers[1].bias[...] + 3.0  # the nested model's weights are the ensemble's
+    assert isinstance(inner, nj.Model) and [type(x).__name__ for x in inner.layers] == ["SymbolicInput", "Dense", "Dense"]
+    # The nested model's weights are the outer model's: shifting one member's output bias by
+    # ENSEMBLE_MEMBERS moves the average by exactly 1.
+    inner.layers[2].bias[...] = inner.layers[2].bias[...] + float(ENSEMBLE_MEMBERS)
     np.testing.assert_allclose(n_model.predict(x) - k_model.predict(x, verbose=0), 1.0, atol=ATOL)
 
 
-def test_guide_mnist_fit_and_evaluate_match_keras():
-    k_model, n_model = run_both(guide_mnist)
+def test_digit_mlp_fit_and_evaluate_match_keras():
+    k_model, n_model = run_both(build_digit_mlp)
     rng = np.random.default_rng(10)
-    x_train, y_train = rng.random((320, 784), dtype=np.float32), rng.integers(0, 10, 320)
-    x_test, y_test = rng.random((64, 784), dtype=np.float32), rng.integers(0, 10, 64)
+    x_train = rng.random((320, DIGIT_SIDE, DIGIT_SIDE), dtype=np.float32)
+    y_train = rng.integers(0, DIGIT_CLASSES, 320)
+    x_test, y_test = rng.random((64, DIGIT_SIDE, DIGIT_SIDE), dtype=np.float32), rng.integers(0, DIGIT_CLASSES, 64)
     histories, scores = [], []
-    for keras_like, model in ((keras, k_model), (nj, n_model)):
-        # The guide's compile and fit (shuffle=False so that both see the same batches).
+    for lib, model in ((keras, k_model), (nj, n_model)):
+        # Integer labels against logits, RMSprop, an accuracy metric and a held-out tail of the training
+        # arrays (shuffle=False so that both frameworks see the same batches).
         model.compile(
-            loss=keras_like.losses.SparseCategoricalCrossentropy(from_logits=True),
-            optimizer=keras_like.optimizers.RMSprop(),
+            optimizer=lib.optimizers.RMSprop(learning_rate=5e-4),
+            loss=lib.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
-        history = model.fit(x_train, y_train, batch_size=64, epochs=2, validation_split=0.2, shuffle=False, verbose=0)
+        history = model.fit(x_train, y_train, epochs=2, batch_size=40, validation_split=0.25, shuffle=False, verbose=0)
         histories.append(history.history)
         scores.append(model.evaluate(x_test, y_test, verbose=0))
     for name in ("loss", "val_loss", "accuracy", "val_accuracy"):
@@ -246,15 +276,15 @@ def test_guide_mnist_fit_and_evaluate_match_keras():
     np.testing.assert_allclose(scores[1], scores[0], rtol=1e-5, atol=1e-6)
 
 
-def test_fit_matches_keras_with_the_same_weights_and_batches():
-    def guide_small(keras, layers):
-        a = keras.Input(shape=(6,), name="a")
-        b = keras.Input(shape=(3,), name="b")
-        x = layers.concatenate([layers.Dense(8, activation="relu")(a), b])
-        outputs = layers.Dense(1)(x)
-        return keras.Model([a, b], outputs)
+def build_two_branch_regressor(lib):
+    a = lib.Input(shape=(6,), name="a")
+    b = lib.Input(shape=(3,), name="b")
+    x = lib.layers.concatenate([lib.layers.Dense(8, activation="relu")(a), b])
+    return lib.Model([a, b], lib.layers.Dense(1)(x))
 
-    k_model, n_model = run_both(guide_small)
+
+def test_fit_matches_keras_with_the_same_weights_and_batches():
+    k_model, n_model = run_both(build_two_branch_regressor)
     rng = np.random.default_rng(4)
     xa, xb = rng.normal(size=(64, 6)).astype("float32"), rng.normal(size=(64, 3)).astype("float32")
     y = (xa[:, :1] - 0.5 * xb[:, 1:2]).astype("float32")
@@ -269,48 +299,46 @@ def test_fit_matches_keras_with_the_same_weights_and_batches():
 
 @pytest.mark.parametrize("merge", ["add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "dot"])
 def test_lowercase_merge_helpers_match_keras(merge):
-    def guide_merge(keras, layers):
-        a, b = keras.Input(shape=(3, 4)), keras.Input(shape=(3, 4))
+    def build_merge(lib):
+        a, b = lib.Input(shape=(3, 4)), lib.Input(shape=(3, 4))
         if merge == "dot":
-            return keras.Model([a, b], [layers.dot([a, b], axes=2), layers.dot([a, b], axes=1, normalize=True)])
-        return keras.Model([a, b], getattr(layers, merge)([a, b]))
+            return lib.Model([a, b], [lib.layers.dot([a, b], axes=2), lib.layers.dot([a, b], axes=1, normalize=True)])
+        return lib.Model([a, b], getattr(lib.layers, merge)([a, b]))
 
-    k_model, n_model = run_both(guide_merge)
+    k_model, n_model = run_both(build_merge)
     rng = np.random.default_rng(8)
     assert_outputs_match(k_model, n_model, [rng.normal(size=(2, 3, 4)).astype("float32") for _ in range(2)])
 
 
 @pytest.mark.slow
-def test_ticket_model_trains_like_keras_with_two_weighted_losses():
-    # The guide compiles with per-output losses and loss_weights; nnjax's compile takes one loss, so the
+def test_router_trains_like_keras_with_two_weighted_losses():
+    # Keras compiles with a loss and a weight per named output; nnjax's compile takes one loss, so the
     # same weighted sum is given as `loss_fn` (per-output `loss=[...]`/`loss_weights` are not wired yet).
-    k_model, n_model = run_both(guide_tickets)
+    urgency_weight, team_weight = 0.7, 0.3
+    k_model, n_model = run_both(build_request_router)
     rng = np.random.default_rng(11)
-    title_data = rng.integers(10000, size=(64, 10))
-    body_data = rng.integers(10000, size=(64, 20))
-    tags_data = rng.integers(2, size=(64, 12)).astype("float32")
-    priority_targets = rng.random(size=(64, 1)).astype("float32")
-    dept_targets = rng.integers(2, size=(64, 4)).astype("float32")
+    inputs = router_inputs(rng, 64, 10, 18)
+    urgency_targets = rng.random(size=(64, 1)).astype("float32")
+    team_targets = np.eye(ROUTER_TEAMS, dtype="float32")[rng.integers(ROUTER_TEAMS, size=64)]
     k_model.compile(
-        optimizer=keras.optimizers.RMSprop(1e-3),
+        optimizer=keras.optimizers.RMSprop(learning_rate=2e-3),
         loss={
-            "priority": keras.losses.BinaryCrossentropy(from_logits=True),
-            "department": keras.losses.CategoricalCrossentropy(from_logits=True),
+            "team": keras.losses.CategoricalCrossentropy(from_logits=True),
+            "urgency": keras.losses.BinaryCrossentropy(from_logits=True),
         },
-        loss_weights={"priority": 1.0, "department": 0.2},
+        loss_weights={"team": team_weight, "urgency": urgency_weight},
     )
 
     def weighted(outputs, batch):
-        priority, department = outputs
-        targets = batch[1]
-        return (jnp.mean(nj.ops.binary_crossentropy(targets[0], priority, from_logits=True))
-                + 0.2 * jnp.mean(nj.ops.categorical_crossentropy(targets[1], department, from_logits=True)))
+        urgency, team = outputs
+        urgency_true, team_true = batch[1]
+        return (urgency_weight * jnp.mean(nj.ops.binary_crossentropy(urgency_true, urgency, from_logits=True))
+                + team_weight * jnp.mean(nj.ops.categorical_crossentropy(team_true, team, from_logits=True)))
 
-    n_model.compile(optimizer=nj.optimizers.RMSprop(1e-3), loss_fn=weighted)
-    inputs = {"title": title_data, "body": body_data, "tags": tags_data}
-    k_hist = k_model.fit(inputs, {"priority": priority_targets, "department": dept_targets}, epochs=2, batch_size=32,
+    n_model.compile(optimizer=nj.optimizers.RMSprop(learning_rate=2e-3), loss_fn=weighted)
+    k_hist = k_model.fit(inputs, {"urgency": urgency_targets, "team": team_targets}, epochs=2, batch_size=16,
                          shuffle=False, verbose=0).history["loss"]
-    n_hist = n_model.fit(inputs, [priority_targets, dept_targets], epochs=2, batch_size=32, shuffle=False,
+    n_hist = n_model.fit(inputs, [urgency_targets, team_targets], epochs=2, batch_size=16, shuffle=False,
                          verbose=0).history["loss"]
     np.testing.assert_allclose(n_hist, k_hist, rtol=1e-4)
     assert_outputs_match(k_model, n_model, inputs)
@@ -354,12 +382,12 @@ def test_symbolic_arithmetic_slicing_and_ops_record_graph_nodes():
 
 
 def test_dict_inputs_and_dict_outputs_match_keras():
-    def guide_dicts(keras, layers):
-        inputs = {"zeta": keras.Input(shape=(4,), name="zeta"), "alpha": keras.Input(shape=(2,), name="alpha")}
-        joined = layers.concatenate([inputs["zeta"], inputs["alpha"]])
-        return keras.Model(inputs, {"score": layers.Dense(1)(joined), "class": layers.Dense(3)(joined)})
+    def build_dicts(lib):
+        inputs = {"zeta": lib.Input(shape=(4,), name="zeta"), "alpha": lib.Input(shape=(2,), name="alpha")}
+        joined = lib.layers.concatenate([inputs["zeta"], inputs["alpha"]])
+        return lib.Model(inputs, {"score": lib.layers.Dense(1)(joined), "class": lib.layers.Dense(3)(joined)})
 
-    k_model, n_model = run_both(guide_dicts)
+    k_model, n_model = run_both(build_dicts)
     rng = np.random.default_rng(9)
     x = {"zeta": rng.normal(size=(5, 4)).astype("float32"), "alpha": rng.normal(size=(5, 2)).astype("float32")}
     expected, got = k_model.predict(x, verbose=0), n_model.predict(x)

@@ -24,25 +24,25 @@ def regression_data(n=256, features=4, seed=0):
     return x, (x @ w + 0.5).astype(np.float32)
 
 
-def make_mlp_block(layers):
-    """A Keras idiom: sublayers made in `__init__`, called in `call` (identical source for both frameworks)."""
+def make_relu_head(layers):
+    """Sublayers made in `__init__` and chained in `call` (the same source builds the Keras and nnjax layer)."""
 
-    class MLPBlock(layers.Layer):
-        def __init__(self, units, **kwargs):
+    class ReluHead(layers.Layer):
+        def __init__(self, width, **kwargs):
             super().__init__(**kwargs)
-            self.hidden = layers.Dense(units, activation="relu")
-            self.out = layers.Dense(1)
+            self.expand = layers.Dense(width, activation="relu")
+            self.project = layers.Dense(1)
 
-        def call(self, inputs):
-            return self.out(self.hidden(inputs))
+        def call(self, features):
+            return self.project(self.expand(features))
 
-    return MLPBlock
+    return ReluHead
 
 
 def test_sublayers_made_in_init_are_parameters_and_train():
     x, y = regression_data()
     nj.utils.set_random_seed(0)
-    block = make_mlp_block(nj.layers)(16)
+    block = make_relu_head(nj.layers)(16)
     model = nj.Sequential([block])
     model.compile(optimizer=optax.adam(0.02), loss="mse")
     history = model.fit(x, y, epochs=15, batch_size=32, verbose=0)
@@ -50,7 +50,7 @@ def test_sublayers_made_in_init_are_parameters_and_train():
     # Linear target, 4 -> 16 -> 1 ReLU net: Adam brings the MSE down by far more than 10x in 120 steps.
     assert losses[-1] < 0.1 * losses[0], losses
 
-    keras_block = make_mlp_block(keras.layers)(16)
+    keras_block = make_relu_head(keras.layers)(16)
     keras_block(np.zeros((1, 4), np.float32))
     assert model.count_params() == keras_block.count_params() == block.count_params() == 4 * 16 + 16 + 16 + 1
     params = nnx.state(model.module, nnx.Param)
@@ -60,69 +60,67 @@ def test_sublayers_made_in_init_are_parameters_and_train():
     assert [w.name for w in block.weights] == [w.name for w in keras_block.weights] == ["kernel", "bias"] * 2
 
 
-# keras-io examples/nlp/text_classification_with_transformer.py at commit
-# 1909c6710cd3f5af6401f1176dcee9e26781b4f3 (the `TransformerBlock` class, unchanged; only the
-# imports `import keras` / `from keras import layers` are replaced by `nnjax` / `nnjax.layers`).
-def make_transformer_block(keras, layers):
-    class TransformerBlock(layers.Layer):
-        def __init__(self, embed_dim, num_heads, ff_dim, rate=0.1):
-            super().__init__()
-            self.att = layers.MultiHeadAttention(num_heads=num_heads, key_dim=embed_dim)
-            self.ffn = keras.Sequential(
-                [
-                    layers.Dense(ff_dim, activation="relu"),
-                    layers.Dense(embed_dim),
-                ]
-            )
-            self.layernorm1 = layers.LayerNormalization(epsilon=1e-6)
-            self.layernorm2 = layers.LayerNormalization(epsilon=1e-6)
-            self.dropout1 = layers.Dropout(rate)
-            self.dropout2 = layers.Dropout(rate)
+def make_encoder_layer(lib):
+    """A transformer encoder layer as a subclassed Keras `Layer`, built from `lib` (`keras` or `nnjax`).
 
-        def call(self, inputs):
-            attn_output = self.att(inputs, inputs)
-            attn_output = self.dropout1(attn_output)
-            out1 = self.layernorm1(inputs + attn_output)
-            ffn_output = self.ffn(out1)
-            ffn_output = self.dropout2(ffn_output)
-            return self.layernorm2(out1 + ffn_output)
+    The Keras idiom: a custom layer holding other layers as attributes made in `__init__` (a
+    `MultiHeadAttention`, a `Sequential` feed-forward net, two `LayerNormalization`s, two `Dropout`s),
+    wired in `call` as a post-norm residual block: each of the two sub-blocks adds its dropped-out output
+    to its input, then normalises. Attention is the first attribute, so its weights come first in
+    `weights` in both frameworks.
+    """
 
-    return TransformerBlock
+    class EncoderLayer(lib.layers.Layer):
+        def __init__(self, width, heads, hidden, drop_rate=0.15, **kwargs):
+            super().__init__(**kwargs)
+            self.attention = lib.layers.MultiHeadAttention(num_heads=heads, key_dim=width // heads)
+            self.feed_forward = lib.Sequential([lib.layers.Dense(hidden, activation="gelu"), lib.layers.Dense(width)])
+            self.attention_norm = lib.layers.LayerNormalization(epsilon=1e-5)
+            self.feed_forward_norm = lib.layers.LayerNormalization(epsilon=1e-5)
+            self.attention_drop = lib.layers.Dropout(drop_rate)
+            self.feed_forward_drop = lib.layers.Dropout(drop_rate)
+
+        def call(self, tokens):
+            mixed = self.attention(query=tokens, value=tokens)  # self-attention: `key` defaults to `value`
+            tokens = self.attention_norm(tokens + self.attention_drop(mixed))
+            return self.feed_forward_norm(tokens + self.feed_forward_drop(self.feed_forward(tokens)))
+
+    return EncoderLayer
 
 
-def test_keras_io_transformer_block_counts_like_keras_and_trains():
-    embed_dim, num_heads, ff_dim, steps_t = 8, 2, 16, 6
+def test_transformer_encoder_layer_counts_like_keras_and_trains():
+    width, heads, hidden, length = 8, 2, 16, 6
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(192, steps_t, embed_dim)).astype(np.float32)
+    x = rng.normal(size=(192, length, width)).astype(np.float32)
     y = (x[:, :, 0].mean(axis=1) > 0).astype(np.int32)
 
     nj.utils.set_random_seed(0)
-    block = make_transformer_block(nj, nj.layers)(embed_dim, num_heads, ff_dim)
+    block = make_encoder_layer(nj)(width, heads, hidden)
     model = nj.Sequential([block, nj.layers.GlobalAveragePooling1D(), nj.layers.Dense(2, activation="softmax")])
-    model.build((None, steps_t, embed_dim))
+    model.build((None, length, width))
 
-    keras_block = make_transformer_block(keras, keras.layers)(embed_dim, num_heads, ff_dim)
-    keras_block(np.zeros((1, steps_t, embed_dim), np.float32))
+    keras_block = make_encoder_layer(keras)(width, heads, hidden)
+    keras_block(np.zeros((1, length, width), np.float32))
     assert block.count_params() == keras_block.count_params()
     assert sorted(tuple(w.shape) for w in block.weights) == sorted(tuple(w.shape) for w in keras_block.weights)
     # Same forward pass as Keras with Keras's weights (nnjax's attention holds its four kernels, then
     # its four biases; Keras interleaves them). float32, a few matmuls and two LayerNorms: 1e-5.
     keras_weights = keras_block.get_weights()
-    probe = make_transformer_block(nj, nj.layers)(embed_dim, num_heads, ff_dim)
+    probe = make_encoder_layer(nj)(width, heads, hidden)
     probe(x[:1])
     probe.set_weights([keras_weights[i] for i in (0, 2, 4, 6, 1, 3, 5, 7)] + keras_weights[8:])
     np.testing.assert_allclose(probe(x[:4]), keras_block(x[:4]), rtol=1e-5, atol=1e-5)
     # The held Sequential (the feed-forward net) is part of the model's parameters.
-    ffn_params = nnx.state(block.ffn, nnx.Param)
-    assert sum(np.size(a) for a in jax.tree.leaves(ffn_params)) == embed_dim * ff_dim + ff_dim + ff_dim * embed_dim + embed_dim
+    feed_forward_params = nnx.state(block.feed_forward, nnx.Param)
+    assert sum(np.size(a) for a in jax.tree.leaves(feed_forward_params)) == width * hidden + hidden + hidden * width + width
 
-    before = jax.tree.map(np.array, nnx.state(block.ffn, nnx.Param))
+    before = jax.tree.map(np.array, nnx.state(block.feed_forward, nnx.Param))
     model.compile(optimizer=optax.adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, epochs=8, batch_size=32, verbose=0)
     losses = history.history["loss"]
     # A separable label (sign of a mean): cross-entropy falls well below its start of ~log(2).
     assert losses[-1] < 0.6 * losses[0], losses
-    after = nnx.state(block.ffn, nnx.Param)
+    after = nnx.state(block.feed_forward, nnx.Param)
     moved = [float(np.abs(np.asarray(a) - b).max()) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before), strict=True)]
     assert min(moved) > 0.0
 
@@ -259,91 +257,94 @@ def test_every_keras_call_signature_is_accepted(style):
         np.testing.assert_array_equal(layer(x, mask=jnp.zeros((2, 3))), jnp.zeros((2, 3)))
 
 
-# keras-io examples/generative/vae.py: the Keras 3 `Sampling` layer (the TF 2 form is at commit
-# cca4efba8e0b8514ae3817931696294039b3bfc9). Imports replaced: `keras.random` -> `nj_random`
-# (nnjax's Keras-style random ops), `keras.ops` -> `jax.numpy`.
-def make_sampling(layers, random, ops):
-    class Sampling(layers.Layer):
-        """Uses (z_mean, z_log_var) to sample z, the vector encoding a digit."""
+def make_gaussian_draw(layers, random, ops):
+    """A VAE's sampling step as a subclassed `Layer`: given the pair `(mean, log_variance)` it returns
+    `mean + exp(log_variance / 2) * noise` with standard-normal noise (the reparameterisation trick, so
+    gradients reach both inputs). The noise comes from a `SeedGenerator` the layer holds, the Keras way
+    of giving a layer its own randomness."""
 
-        def __init__(self, **kwargs):
+    class GaussianDraw(layers.Layer):
+        def __init__(self, noise_seed=2024, **kwargs):
             super().__init__(**kwargs)
-            self.seed_generator = random.SeedGenerator(1337)
+            self.noise_seeds = random.SeedGenerator(noise_seed)
 
-        def call(self, inputs):
-            z_mean, z_log_var = inputs
-            batch = ops.shape(z_mean)[0]
-            dim = ops.shape(z_mean)[1]
-            epsilon = random.normal(shape=(batch, dim), seed=self.seed_generator)
-            return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+        def call(self, moments):
+            mean, log_variance = moments
+            noise = random.normal(shape=ops.shape(mean), seed=self.noise_seeds)
+            return mean + noise * ops.exp(log_variance / 2.0)
 
-    return Sampling
+    return GaussianDraw
 
 
-def test_sampling_layer_takes_a_tuple_eagerly_and_under_jit():
-    Sampling = make_sampling(nj.layers, nj_random, jnp)  # noqa: N806 - a class
-    z_mean = jnp.full((4000, 2), 1.5)
-    z_log_var = jnp.full((4000, 2), np.log(4.0))
+def test_gaussian_draw_takes_a_tuple_eagerly_and_under_jit():
+    GaussianDraw = make_gaussian_draw(nj.layers, nj_random, nj.ops)  # noqa: N806 - a class
+    means = jnp.full((4000, 2), 1.5)
+    log_vars = jnp.full((4000, 2), np.log(4.0))
 
-    layer = Sampling()
-    z = layer([z_mean, z_log_var])
+    layer = GaussianDraw()
+    z = layer([means, log_vars])
     assert layer.built and layer.built_input_shape == [(None, 2), (None, 2)]
     # z ~ N(1.5, 2^2): 8000 draws put the sample mean within 0.1 and the std within 0.1 (> 4 sigma).
     assert abs(float(z.mean()) - 1.5) < 0.1 and abs(float(z.std()) - 2.0) < 0.1
-    assert not np.allclose(z, layer([z_mean, z_log_var]))  # the generator advances eagerly, as in Keras
+    assert not np.allclose(z, layer([means, log_vars]))  # the generator advances eagerly, as in Keras
 
     jitted = jax.jit(lambda m, v, k: layer((m, v), key=k))
-    a, b = jitted(z_mean, z_log_var, jax.random.PRNGKey(0)), jitted(z_mean, z_log_var, jax.random.PRNGKey(1))
-    np.testing.assert_array_equal(a, jitted(z_mean, z_log_var, jax.random.PRNGKey(0)))
+    a, b = jitted(means, log_vars, jax.random.PRNGKey(0)), jitted(means, log_vars, jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(a, jitted(means, log_vars, jax.random.PRNGKey(0)))
     assert not np.allclose(a, b)
     assert abs(float(a.mean()) - 1.5) < 0.1 and abs(float(a.std()) - 2.0) < 0.1
+    # The reparameterisation trick: z = mean + noise * exp(log_var / 2), so dz/dmean = 1 and
+    # dz/dlog_var = (z - mean) / 2 for the same key (the same noise).
+    key = jax.random.PRNGKey(0)
+    d_mean, d_log_var = jax.grad(lambda m, v: jnp.sum(layer((m, v), key=key)), argnums=(0, 1))(means, log_vars)
+    np.testing.assert_allclose(d_mean, np.ones(means.shape), rtol=1e-6)
+    np.testing.assert_allclose(d_log_var, (np.asarray(a) - 1.5) / 2.0, rtol=1e-5, atol=1e-6)
 
     seen = {}
 
-    class Recorder(Sampling):
+    class Recorder(GaussianDraw):
         def build(self, input_shape):
             seen["shape"] = input_shape
 
-    Recorder()((z_mean[:3], z_log_var[:3]))
+    Recorder()((means[:3], log_vars[:3]))
     assert seen["shape"] == ((3, 2), (3, 2))
-    fresh = Sampling()
+    fresh = GaussianDraw()
     with pytest.raises(RuntimeError, match="first time inside a jax.jit"):
-        jax.jit(lambda m, v, k: fresh((m, v), key=k))(z_mean, z_log_var, jax.random.PRNGKey(0))
+        jax.jit(lambda m, v, k: fresh((m, v), key=k))(means, log_vars, jax.random.PRNGKey(0))
     # Without a key a compiled function reuses one draw at every run: it says so.
     with pytest.warns(UserWarning, match="without a key"):
-        jax.jit(lambda m, v: layer((m, v)))(z_mean, z_log_var)
+        jax.jit(lambda m, v: layer((m, v)))(means, log_vars)
 
 
 def test_encoder_with_sampling_and_add_loss_trains_under_fit():
-    Sampling = make_sampling(nj.layers, nj_random, jnp)  # noqa: N806 - a class
+    GaussianDraw = make_gaussian_draw(nj.layers, nj_random, nj.ops)  # noqa: N806 - a class
     layers = nj.layers
 
-    class Encoder(layers.Layer):
+    class LatentEncoder(layers.Layer):
         def __init__(self, latent_dim, **kwargs):
             super().__init__(**kwargs)
-            self.dense_mean = layers.Dense(latent_dim)
-            self.dense_log_var = layers.Dense(latent_dim)
-            self.sampling = Sampling()
+            self.to_mean = layers.Dense(latent_dim)
+            self.to_log_variance = layers.Dense(latent_dim)
+            self.draw = GaussianDraw()
 
-        def call(self, inputs):
-            z_mean = self.dense_mean(inputs)
-            z_log_var = self.dense_log_var(inputs)
-            kl = -0.5 * jnp.mean(jnp.sum(1 + z_log_var - z_mean**2 - jnp.exp(z_log_var), axis=1))
-            self.add_loss(kl)
-            return self.sampling((z_mean, z_log_var))
+        def call(self, features):
+            mean, log_variance = self.to_mean(features), self.to_log_variance(features)
+            # KL(N(mean, exp(log_variance)) || N(0, 1)), summed over latent axes, averaged over the batch.
+            self.add_loss(0.5 * jnp.mean(jnp.sum(jnp.exp(log_variance) + mean**2 - 1.0 - log_variance, axis=-1)))
+            return self.draw((mean, log_variance))
 
     x, y = regression_data(n=128)
     nj.utils.set_random_seed(0)
-    encoder = Encoder(1)
+    encoder = LatentEncoder(1)
     model = nj.Sequential([encoder])
     model.compile(optimizer=optax.adam(0.05), loss="mse")
     model.build((None, 4))
     state = model.state
     batch = (jnp.asarray(x), jnp.asarray(y))
     loss, (outputs, *_rest) = steps.compute_loss(state, state.params, batch, training=True, key=jax.random.PRNGKey(3))
-    z_mean = x @ encoder.dense_mean.kernel[...] + encoder.dense_mean.bias[...]
-    z_log_var = x @ encoder.dense_log_var.kernel[...] + encoder.dense_log_var.bias[...]
-    kl = -0.5 * np.mean(np.sum(1 + z_log_var - z_mean**2 - np.exp(z_log_var), axis=1))
+    mean = x @ encoder.to_mean.kernel[...] + encoder.to_mean.bias[...]
+    log_variance = x @ encoder.to_log_variance.kernel[...] + encoder.to_log_variance.bias[...]
+    kl = 0.5 * np.mean(np.sum(np.exp(log_variance) + mean**2 - 1.0 - log_variance, axis=1))
     np.testing.assert_allclose(loss, np.mean((np.asarray(outputs) - y) ** 2) + kl, rtol=1e-5)
     history = model.fit(x, y, epochs=10, batch_size=32, verbose=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
@@ -351,73 +352,71 @@ def test_encoder_with_sampling_and_add_loss_trains_under_fit():
     assert len(encoder.losses) == 1
 
 
-def make_linear(layers, ops):
-    """Keras's "Making new layers and models via subclassing" guide: `build` + `add_weight` + a counter."""
+def make_scaled_tanh(layers, ops):
+    """A layer whose weights are made in `build` with `add_weight` once the input width is known, with a
+    non-trainable running sum updated by `assign_add` in `call`, and a `get_config` for its arguments."""
 
-    class Linear(layers.Layer):
-        def __init__(self, units=32, scale=1.0, **kwargs):
+    class ScaledTanh(layers.Layer):
+        def __init__(self, units=32, gain=1.0, **kwargs):
             super().__init__(**kwargs)
-            self.units = units
-            self.scale = scale
+            self.units, self.gain = units, gain
 
         def build(self, input_shape):
-            self.w = self.add_weight(shape=(input_shape[-1], self.units), initializer="random_normal", trainable=True,
-                                     name="w")
-            self.b = self.add_weight(shape=(self.units,), initializer="zeros", trainable=True, name="b")
-            self.total = self.add_weight(shape=(), initializer="zeros", trainable=False, name="total")
+            width = input_shape[-1]
+            self.matrix = self.add_weight(shape=(width, self.units), initializer="random_normal", name="matrix")
+            self.offset = self.add_weight(shape=(self.units,), initializer="zeros", name="offset")
+            self.seen_sum = self.add_weight(shape=(), initializer="zeros", trainable=False, name="seen_sum")
 
-        def call(self, inputs):
-            self.total.assign_add(ops.sum(inputs))
-            return self.scale * ops.tanh(ops.matmul(inputs, self.w) + self.b)
+        def call(self, features):
+            self.seen_sum.assign_add(ops.sum(features))
+            return ops.tanh(ops.matmul(features, self.matrix) + self.offset) * self.gain
 
         def get_config(self):
-            config = super().get_config()
-            config.update({"units": self.units, "scale": self.scale})
-            return config
+            return {**super().get_config(), "units": self.units, "gain": self.gain}
 
-    return Linear
+    return ScaledTanh
 
 
 def test_keras_style_build_and_add_weight_match_keras():
     x = np.random.default_rng(4).normal(size=(5, 6)).astype(np.float32)
-    keras_layer = make_linear(keras.layers, keras.ops)(units=3, scale=2.0)
+    keras_layer = make_scaled_tanh(keras.layers, keras.ops)(units=3, gain=2.0)
     keras_out = np.asarray(keras_layer(x))
 
     nj.utils.set_random_seed(0)
-    layer = make_linear(nj.layers, jnp)(units=3, scale=2.0)
+    layer = make_scaled_tanh(nj.layers, nj.ops)(units=3, gain=2.0)
     layer(x[:1])
-    assert [w.name for w in layer.weights] == [w.name for w in keras_layer.weights] == ["w", "b", "total"]
+    assert [w.name for w in layer.weights] == [w.name for w in keras_layer.weights] == ["matrix", "offset", "seen_sum"]
     assert len(layer.trainable_weights) == len(keras_layer.trainable_weights) == 2
     assert len(layer.non_trainable_weights) == len(keras_layer.non_trainable_weights) == 1
     assert layer.count_params() == keras_layer.count_params()
     # The framework-supplied initialisation is Keras's random_normal (stddev 0.05), not zeros.
-    assert 0.0 < float(np.std(layer.w.numpy())) < 0.2
+    assert 0.0 < float(np.std(layer.matrix.numpy())) < 0.2
 
     layer.set_weights([w.numpy() for w in keras_layer.trainable_weights] + [np.zeros((), np.float32)])
     out = np.asarray(layer(x))
     np.testing.assert_allclose(out, keras_out, rtol=1e-6, atol=1e-6)  # float32 matmul + tanh, same order of ops
-    np.testing.assert_allclose(layer.total.numpy(), keras_layer.total.numpy(), rtol=1e-6)
-    layer.w.assign(np.ones((6, 3), np.float32))
-    assert layer.w.shape == (6, 3) and np.all(layer.w.numpy() == 1.0)
+    np.testing.assert_allclose(layer.seen_sum.numpy(), keras_layer.seen_sum.numpy(), rtol=1e-6)
+    layer.matrix.assign(np.ones((6, 3), np.float32))
+    assert layer.matrix.shape == (6, 3) and np.all(layer.matrix.numpy() == 1.0)
     with pytest.raises(ValueError, match="shape"):
-        layer.w.assign(np.ones((3, 3)))
+        layer.matrix.assign(np.ones((3, 3)))
 
     config = layer.get_config()
     assert set(config) == set(keras_layer.get_config())
     clone = type(layer).from_config(config)
-    assert clone.get_config() == config and clone.units == 3 and clone.scale == 2.0
+    assert clone.get_config() == config and clone.units == 3 and clone.gain == 2.0
 
-    seeded = [make_linear(nj.layers, jnp)(units=3, seed=7) for _ in range(2)]
+    seeded = [make_scaled_tanh(nj.layers, nj.ops)(units=3, seed=7) for _ in range(2)]
     for s in seeded:
         s(x)
-    np.testing.assert_array_equal(seeded[0].w.numpy(), seeded[1].w.numpy())
+    np.testing.assert_array_equal(seeded[0].matrix.numpy(), seeded[1].matrix.numpy())
 
 
 def test_keras_layer_trains_and_counts_inside_a_model():
     x, y = regression_data()
     nj.utils.set_random_seed(1)
-    Linear = make_linear(nj.layers, jnp)  # noqa: N806 - a class
-    model = nj.Sequential([Linear(units=8), nj.layers.Dense(1)])
+    ScaledTanh = make_scaled_tanh(nj.layers, nj.ops)  # noqa: N806 - a class
+    model = nj.Sequential([ScaledTanh(units=8), nj.layers.Dense(1)])
     model.compile(optimizer=optax.adam(0.02), loss="mse")
     history = model.fit(x, y, epochs=15, batch_size=32, verbose=0)
     assert history.history["loss"][-1] < 0.2 * history.history["loss"][0]
@@ -425,34 +424,35 @@ def test_keras_layer_trains_and_counts_inside_a_model():
 
 
 def test_a_custom_layer_accepts_other_input_shapes_after_building_as_keras():
-    block = make_transformer_block(nj, nj.layers)(4, 1, 8)
+    block = make_encoder_layer(nj)(4, 1, 8)
     assert block(jnp.ones((2, 5, 4)), key=jax.random.PRNGKey(0)).shape == (2, 5, 4)
     assert block(jnp.ones((3, 7, 4))).shape == (3, 7, 4)  # no input spec: another length is fine, as in Keras
     with pytest.raises(ValueError, match="expected axis -1"):
-        block.ffn.layers[0](jnp.ones((3, 7, 5)))  # the sublayers keep their own checks
+        block.feed_forward.layers[0](jnp.ones((3, 7, 5)))  # the sublayers keep their own checks
 
 
-def make_init_linear(layers, ops):
-    """Keras's subclassing guide, first form: weights made in `__init__` with `add_weight`, no `build`."""
+def make_eager_affine(layers, ops):
+    """A layer whose weights are made in `__init__` with `add_weight` (the input width is an argument, so
+    there is no `build`)."""
 
-    class Linear(layers.Layer):
-        def __init__(self, units=32, input_dim=32):
-            super().__init__()
-            self.w = self.add_weight(shape=(input_dim, units), initializer="random_normal", trainable=True)
-            self.b = self.add_weight(shape=(units,), initializer="zeros", trainable=True)
+    class EagerAffine(layers.Layer):
+        def __init__(self, in_features, out_features, **kwargs):
+            super().__init__(**kwargs)
+            self.matrix = self.add_weight(shape=(in_features, out_features), initializer="glorot_uniform")
+            self.shift = self.add_weight(shape=(out_features,), initializer="zeros")
 
-        def call(self, inputs):
-            return ops.matmul(inputs, self.w) + self.b
+        def call(self, features):
+            return ops.matmul(features, self.matrix) + self.shift
 
-    return Linear
+    return EagerAffine
 
 
 def test_weights_made_in_init_match_keras():
     x = np.random.default_rng(5).normal(size=(3, 4)).astype(np.float32)
-    keras_layer = make_init_linear(keras.layers, keras.ops)(units=2, input_dim=4)
-    layer = make_init_linear(nj.layers, jnp)(units=2, input_dim=4)
-    assert [tuple(w.shape) for w in layer.weights] == [tuple(w.shape) for w in keras_layer.weights]
-    assert float(np.abs(layer.w.numpy()).max()) > 0.0
+    keras_layer = make_eager_affine(keras.layers, keras.ops)(4, 2)
+    layer = make_eager_affine(nj.layers, nj.ops)(4, 2)
+    assert [tuple(w.shape) for w in layer.weights] == [tuple(w.shape) for w in keras_layer.weights] == [(4, 2), (2,)]
+    assert float(np.abs(layer.matrix.numpy()).max()) > 0.0
     layer.set_weights(keras_layer.get_weights())
     np.testing.assert_allclose(layer(x), keras_layer(x), rtol=1e-6, atol=1e-6)
 

@@ -1,4 +1,4 @@
-"""The Keras namespace: the `keras.X.Y` names that keras-io programs use exist as `nj.X.Y` and compute
+"""The Keras namespace: the `keras.X.Y` names that Keras programs commonly use exist as `nj.X.Y` and compute
 what Keras 3 computes (Keras 3, JAX backend, is the oracle; float32, atol 1e-6 unless a comment says why)."""
 
 import jax
@@ -10,8 +10,9 @@ import nnjax as nj
 
 keras = pytest.importorskip("keras")
 
-# Names taken from keras-io examples and guides (mnist_convnet, the functional API guide, the VAE,
-# custom train_step in JAX, the transformer text classifier, timeseries classification, custom layers).
+# Public Keras API names (a list of names only, no code) that typical Keras programs reach for: convnet
+# classifiers, functional models and merges, VAEs, custom training steps in JAX, transformer text
+# classifiers, timeseries models and custom layers.
 NAMESPACE = [
     "Input", "Model", "Sequential", "layers.Input", "layers.Layer", "layers.Dense", "layers.add", "layers.concatenate",
     "layers.average", "layers.multiply", "layers.subtract", "layers.maximum", "layers.minimum", "layers.dot",
