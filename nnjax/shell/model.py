@@ -231,6 +231,9 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
     def _make_state(self) -> TrainState:
         config = self._compiled
         graphdef, params, model_state = nnx.split(self._module, nnx.Param, ...)
+        # Copies: training donates the state's buffers, and the module (which layers the user holds belong to)
+        # must keep readable arrays until fit writes the trained ones back into it.
+        params, model_state = jax.tree.map(jnp.copy, (params, model_state))
         state = TrainState(
             step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=config.tx.init(params),
             rng=jax.random.PRNGKey(config.seed), graphdef=graphdef, tx=config.tx,
@@ -388,6 +391,7 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
             self._eval_cache = None  # the validation data placed on the device for this fit
         if ema_lib.ema_params(self.state.opt_state) is not None:  # as Keras with use_ema: fit ends on the EMA weights
             self.state = ema_lib.finalize(self.state)
+        self.module  # noqa: B018 - writes the trained weights into the module: layers the user holds see them
         callback_list.call("on_train_end", logs)
         return self.history
 
