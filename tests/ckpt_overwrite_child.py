@@ -5,7 +5,8 @@ child and SIGKILLs it at a random moment of its save loop. Each child first load
 what is at the path (what the previous kill left) and logs it, then overwrites
 the path again and again, logging `saving <digest>` before and `saved <digest>`
 after each save. The digest is the SHA-256 of the model's weights, so the test
-can tell which save a loaded checkpoint came from. The last round is not killed.
+can tell which save a loaded checkpoint came from. The last round is not killed:
+it loads, overwrites once more and exits.
 
 Modes: `save` overwrites with `nj.checkpoint.save(path, tree, overwrite=True)` (what
 `Model.save_weights` calls); `model_checkpoint` trains with a fixed-path
@@ -61,7 +62,12 @@ def child(nj, mode: str, path: str, log_fd: int, round_index: int, final: bool) 
         log("loaded none")
     except Exception as err:  # the test reports it
         log(f"loaded ERROR {type(err).__name__}: {str(err)[:300]!r}")
-    if final:
+    if final:  # one more overwrite: it completes or rolls back what the last kill interrupted, and cleans up
+        if mode == "save":
+            nj.checkpoint.save(path, {"w": np.full(SHAPE, 0, np.float32)}, overwrite=True)
+        else:
+            build(nj, seed=0).save_weights(path)
+        log("final-save done")
         return
     if mode == "save":
         for k in range(1000 * round_index + 1, 10**6):

@@ -52,6 +52,7 @@ _EMPTY_TYPES = {"None", "Dict", "List", "Tuple", "NamedTuple"}
 
 # Manifest requests, keyed by final folder: filled by `start_save`, consumed by the commit hook.
 _requests: dict[str, tuple] = {}
+_marker_errors: dict[str, OSError] = {}
 _requests_lock = threading.Lock()
 
 
@@ -63,10 +64,21 @@ def _temporary_path_class():
     class ManifestTemporaryPath(ocp_path.atomicity.AtomicRenameTemporaryPath):
         async def create(self):
             tmp = await super().create()
-            await asyncio.to_thread(_mark_pending, os.fspath(tmp))
+            folder = os.fspath(tmp)
+            folders.created_here(folder)
+            try:
+                await asyncio.to_thread(_mark_pending, folder)
+            except OSError as err:
+                # Raised at the commit instead: failing here would leave Orbax's writers waiting for a signal that never comes.
+                with _requests_lock:
+                    _marker_errors[folder] = err
             return tmp
 
         async def finalize(self):
+            with _requests_lock:
+                marker_error = _marker_errors.pop(os.fspath(self.get()), None)
+            if marker_error is not None:
+                raise marker_error
             await super().finalize()
             final = os.fspath(self.get_final())
             with _requests_lock:

@@ -38,6 +38,13 @@ NEW_SUFFIX = ".nnjax-new"
 OLD_SUFFIX = ".nnjax-old"
 TRASH_MARKER = ".nnjax-trash-"
 _trash_counter = itertools.count()
+# Orbax temporary folders created by this process: removable after a failed save even if their marker could not be written.
+_created_here: set[str] = set()
+
+
+def created_here(path: str) -> None:
+    """Records an Orbax temporary folder this process created."""
+    _created_here.add(os.path.abspath(path))
 
 
 def _is_plain_dir(path: str) -> bool:
@@ -194,9 +201,10 @@ def remove_temporaries(path: str) -> None:
     new_prefix = os.path.basename(path) + NEW_SUFFIX
     for full in _temporaries(path):
         name = os.path.basename(full)
-        ours_by_name = TRASH_MARKER in name or name.startswith(new_prefix)
-        if _is_plain_dir(full) and (ours_by_name or is_pending(full)):
+        ours = TRASH_MARKER in name or name.startswith(new_prefix) or os.path.abspath(full) in _created_here or is_pending(full)
+        if _is_plain_dir(full) and ours:
             shutil.rmtree(full, ignore_errors=True)
+            _created_here.discard(os.path.abspath(full))
 
 
 def recover(path: str, *, what: str = "checkpoint save") -> None:

@@ -179,7 +179,7 @@ def write_manifest(folder: str, *, step: int | None, metrics: dict | None = None
             _fsync_dir(d)
     tmp = os.path.join(folder, MANIFEST_NAME + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.write(json.dumps(manifest, indent=1, sort_keys=True))  # one write: a full disk fails it whole
         f.flush()
         if fsync:
             os.fsync(f.fileno())
