@@ -152,10 +152,12 @@ def child_env():
 
 
 def run_child(script, *args):
-    result = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=child_env(), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)], env=child_env(), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def test_enospc_at_each_write_of_an_overwrite_raises_checkpoint_save_error_and_keeps_the_previous(tmp_path):

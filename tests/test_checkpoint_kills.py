@@ -27,17 +27,20 @@ def run_server(tmp_path, mode, kills, seed):
     root = tmp_path / mode
     root.mkdir()
     env = dict(os.environ)
-    env.update({
-        "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-        "JAX_PLATFORMS": "cpu",
-        "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
-        # later rounds reuse the first one's compiled programs
-        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-    })
-    result = subprocess.run([sys.executable, str(CHILD), mode, str(root), str(kills), str(seed)], env=env, capture_output=True,
-                            text=True, timeout=600)
+    env.update(
+        {
+            "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+            "JAX_PLATFORMS": "cpu",
+            "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+            # later rounds reuse the first one's compiled programs
+            "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, str(CHILD), mode, str(root), str(kills), str(seed)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return root, (root / "log").read_text().splitlines()
 

@@ -78,8 +78,13 @@ def test_save_weights_onto_a_user_folder_refuses_and_deletes_nothing(tmp_path):
         nj.checkpoint.save(data, {"w": np.ones(3, np.float32)}, overwrite=True)
     x = np.zeros((8, 4), np.float32)
     with pytest.raises(ForeignFolderError, match="data"):
-        model.fit(x, np.zeros(8, np.int32), epochs=1, verbose=0,
-                  callbacks=[nj.callbacks.ModelCheckpoint(str(data), save_weights_only=True, monitor="loss")])
+        model.fit(
+            x,
+            np.zeros(8, np.int32),
+            epochs=1,
+            verbose=0,
+            callbacks=[nj.callbacks.ModelCheckpoint(str(data), save_weights_only=True, monitor="loss")],
+        )
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ForeignFolderError, match="a file"):
         model.save_weights(str(tmp_path / "notes.txt"))
@@ -165,8 +170,10 @@ def test_plain_orbax_nnx_state_restores_only_with_explicit_opt_in(tmp_path):
     module = nnx_module()
     module.norm.mean.value = jax.numpy.arange(6, dtype=np.float32)  # batch statistics that differ from a fresh module
     state = nnx.state(module)
-    expected = {"/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): np.asarray(leaf)
-                for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]}
+    expected = {
+        "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
+    }
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(tmp_path / "flax_ckpt", state)
     checkpointer.wait_until_finished()
@@ -177,8 +184,10 @@ def test_plain_orbax_nnx_state_restores_only_with_explicit_opt_in(tmp_path):
         nj.checkpoint.restore(tmp_path / "flax_ckpt", fresh)
     with pytest.warns(UnverifiedCheckpointWarning, match="without verifying its integrity"):
         restored = nj.checkpoint.restore(tmp_path / "flax_ckpt", fresh, allow_unverified=True)
-    got = {"/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): np.asarray(leaf)
-           for path, leaf in jax.tree_util.tree_flatten_with_path(restored)[0]}
+    got = {
+        "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(restored)[0]
+    }
     assert sorted(got) == sorted(expected)
     assert all(np.array_equal(got[k], expected[k]) for k in expected)
     assert tree_digest(tmp_path / "flax_ckpt") == before  # read-only
@@ -200,7 +209,9 @@ def test_plain_orbax_manager_step_restores_and_mismatches_are_named(tmp_path):
     assert np.array_equal(np.asarray(restored["w"]), np.full(4, 3.0, np.float32))
     with pytest.raises(ValueError, match=r"CheckpointManager directory.*pass one step's folder.*orbax_run/3"):
         nj.checkpoint.restore(root, {"w": np.zeros(4, np.float32)}, allow_unverified=True)
-    with pytest.raises(nj.checkpoint.CheckpointMismatchError, match=r"\['v'\] are not in the checkpoint.*\['w'\] are not in the target"):
+    with pytest.raises(
+        nj.checkpoint.CheckpointMismatchError, match=r"\['v'\] are not in the checkpoint.*\['w'\] are not in the target"
+    ):
         nj.checkpoint.restore(root / "3", {"v": np.zeros(4, np.float32)}, allow_unverified=True)
 
 
@@ -301,7 +312,9 @@ def test_second_process_on_one_directory_gets_a_clear_error_and_a_dead_holder_is
         line = holder.stdout.readline()
         assert line.startswith("holding"), line
         pid = int(line.split()[1])
-        second = subprocess.run([sys.executable, "-c", SECOND, str(directory)], env=child_env(), capture_output=True, text=True, timeout=300)
+        second = subprocess.run(
+            [sys.executable, "-c", SECOND, str(directory)], env=child_env(), capture_output=True, text=True, timeout=300
+        )
         assert second.returncode == 3, second.stdout + second.stderr[-2000:]
         out = second.stdout
         assert f"LOCKED {pid} {socket.gethostname()} |" in out
@@ -312,7 +325,9 @@ def test_second_process_on_one_directory_gets_a_clear_error_and_a_dead_holder_is
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    second = subprocess.run([sys.executable, "-c", SECOND, str(directory)], env=child_env(), capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        [sys.executable, "-c", SECOND, str(directory)], env=child_env(), capture_output=True, text=True, timeout=300
+    )
     assert second.returncode == 0, second.stdout + second.stderr[-2000:]
     assert "SAVED [2]" in second.stdout  # the dead holder's lock was taken over
     assert sorted(os.listdir(directory)) == ["2"]
@@ -336,7 +351,9 @@ mngr.close()
 
 
 def test_a_second_sigterm_during_the_preemption_save_does_not_kill_it(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", TWO_SIGTERMS, str(tmp_path / "run")], env=child_env(), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TWO_SIGTERMS, str(tmp_path / "run")], env=child_env(), stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.05)
@@ -358,4 +375,3 @@ def test_repeated_signals_are_counted_and_ignored_in_process():
             time.sleep(0.001)
         assert guard.requested and guard.received == signal.SIGTERM and guard.count == 3
     assert signal.getsignal(signal.SIGTERM) is previous
-

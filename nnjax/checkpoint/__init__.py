@@ -20,9 +20,9 @@ from nnjax.checkpoint.errors import (
     CheckpointMismatchError,
     CheckpointSaveError,
     ForeignFolderError,
+    UntrustedCheckpointError,
     UnverifiedCheckpointError,
     UnverifiedCheckpointWarning,
-    UntrustedCheckpointError,
 )
 from nnjax.checkpoint.manager import CheckpointManager, Restored
 from nnjax.checkpoint.manifest import MANIFEST_NAME, verify

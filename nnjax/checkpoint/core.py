@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import math
 import os
-import shutil
-import logging
 import threading
 from typing import Any
 
@@ -35,8 +34,8 @@ from nnjax.checkpoint.errors import (
     CheckpointCorruptError,
     CheckpointMismatchError,
     CheckpointSaveError,
-    UnverifiedCheckpointError,
     UntrustedCheckpointError,
+    UnverifiedCheckpointError,
     describe,
 )
 

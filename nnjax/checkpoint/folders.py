@@ -95,7 +95,8 @@ def refuse(path: str, what: str) -> ForeignFolderError:
     return ForeignFolderError(
         f"{what}: {path!r} exists and was not written by nnjax (it has no {MANIFEST_NAME}; it holds {contents(path)}); "
         "nnjax never deletes or replaces what it did not write. Choose another path, or move it away yourself",
-        path=path)
+        path=path,
+    )
 
 
 def _fsync_dir(path: str) -> None:
@@ -191,9 +192,19 @@ def _temporaries(path: str) -> list[str]:
         entries = os.listdir(parent)
     except OSError:
         return []
-    return [os.path.join(parent, e) for e in entries
-            if e.startswith((name + TMP_MARKER, name + NEW_SUFFIX + TMP_MARKER, name + TRASH_MARKER, name + NEW_SUFFIX + TRASH_MARKER,
-                             name + OLD_SUFFIX + TRASH_MARKER))]
+    return [
+        os.path.join(parent, e)
+        for e in entries
+        if e.startswith(
+            (
+                name + TMP_MARKER,
+                name + NEW_SUFFIX + TMP_MARKER,
+                name + TRASH_MARKER,
+                name + NEW_SUFFIX + TRASH_MARKER,
+                name + OLD_SUFFIX + TRASH_MARKER,
+            )
+        )
+    ]
 
 
 def remove_temporaries(path: str) -> None:

@@ -29,8 +29,13 @@ def _items(folder: str) -> list[str]:
         names = sorted(os.listdir(folder))
     except OSError:
         return []
-    return [n for n in names if os.path.isdir(os.path.join(folder, n)) and not os.path.islink(os.path.join(folder, n))
-            and os.path.isfile(os.path.join(folder, n, _ORBAX_ITEM_MARKER))]
+    return [
+        n
+        for n in names
+        if os.path.isdir(os.path.join(folder, n))
+        and not os.path.islink(os.path.join(folder, n))
+        and os.path.isfile(os.path.join(folder, n, _ORBAX_ITEM_MARKER))
+    ]
 
 
 def _steps(folder: str) -> list[str]:
@@ -43,8 +48,12 @@ def _steps(folder: str) -> list[str]:
 
 def is_plain_orbax(folder: str) -> bool:
     """True for an Orbax item folder, an Orbax step folder, or an `ocp.CheckpointManager` directory."""
-    return (os.path.isfile(os.path.join(folder, _ORBAX_ITEM_MARKER)) or os.path.isfile(os.path.join(folder, _ORBAX_STEP_MARKER))
-            or bool(_items(folder)) or bool(_steps(folder)))
+    return (
+        os.path.isfile(os.path.join(folder, _ORBAX_ITEM_MARKER))
+        or os.path.isfile(os.path.join(folder, _ORBAX_STEP_MARKER))
+        or bool(_items(folder))
+        or bool(_steps(folder))
+    )
 
 
 def item_folder(folder: str) -> str:
@@ -59,13 +68,19 @@ def item_folder(folder: str) -> str:
     if len(items) == 1:
         return os.path.join(folder, items[0])
     if items:
-        raise CheckpointMismatchError(f"checkpoint restore: the Orbax checkpoint {folder!r} holds the items {items}; pass the folder of "
-                                      f"the one to restore, e.g. {os.path.join(folder, items[0])!r}", path=folder)
+        raise CheckpointMismatchError(
+            f"checkpoint restore: the Orbax checkpoint {folder!r} holds the items {items}; pass the folder of "
+            f"the one to restore, e.g. {os.path.join(folder, items[0])!r}",
+            path=folder,
+        )
     steps = _steps(folder)
     if steps:
-        raise CheckpointMismatchError(f"checkpoint restore: {folder!r} is an Orbax CheckpointManager directory (steps {steps[:5]}"
-                                      f"{', ...' if len(steps) > 5 else ''}); pass one step's folder, e.g. "
-                                      f"{os.path.join(folder, steps[-1])!r}", path=folder)
+        raise CheckpointMismatchError(
+            f"checkpoint restore: {folder!r} is an Orbax CheckpointManager directory (steps {steps[:5]}"
+            f"{', ...' if len(steps) > 5 else ''}); pass one step's folder, e.g. "
+            f"{os.path.join(folder, steps[-1])!r}",
+            path=folder,
+        )
     raise CheckpointCorruptError(f"checkpoint restore: {folder!r} has no Orbax {_ORBAX_ITEM_MARKER} file", path=folder)
 
 
@@ -81,7 +96,9 @@ def match_paths(stored: list[tuple[str, ...]], wanted: list[tuple[str, ...]], *,
     """
     by_name = {_strip_value(p): p for p in stored}
     if len(by_name) != len(stored):
-        raise CheckpointMismatchError(f"checkpoint {folder!r}: its array paths are ambiguous once NNX's 'value' is dropped", path=folder)
+        raise CheckpointMismatchError(
+            f"checkpoint {folder!r}: its array paths are ambiguous once NNX's 'value' is dropped", path=folder
+        )
     for drop in (0, 1):
         keys = [_strip_value(p)[drop:] for p in wanted]
         if len(set(keys)) == len(keys) and set(keys) == set(by_name):
@@ -90,7 +107,9 @@ def match_paths(stored: list[tuple[str, ...]], wanted: list[tuple[str, ...]], *,
     missing, extra = sorted(keys - set(by_name)), sorted(set(by_name) - keys)
     raise CheckpointMismatchError(
         f"checkpoint {folder!r} does not match the restore target: the target's arrays {['/'.join(p) for p in missing[:5]]} are not "
-        f"in the checkpoint; the checkpoint's arrays {['/'.join(p) for p in extra[:5]]} are not in the target", path=folder)
+        f"in the checkpoint; the checkpoint's arrays {['/'.join(p) for p in extra[:5]]} are not in the target",
+        path=folder,
+    )
 
 
 def _nested(entries: dict) -> Any:
@@ -137,8 +156,12 @@ def restore_plain_orbax(folder: str, target: Any, *, max_elements: int | None = 
     finally:
         reader.close()
     leaves = [_get(restored, stored[mapping[p]]["keys"]) for p, _ in target_leaves]
-    warnings.warn(f"nnjax.checkpoint: restored the plain Orbax checkpoint {folder!r} without verifying its integrity (it has no "
-                  f"{manifest_lib.MANIFEST_NAME}: a truncated or altered file is not detected)", UnverifiedCheckpointWarning, stacklevel=3)
+    warnings.warn(
+        f"nnjax.checkpoint: restored the plain Orbax checkpoint {folder!r} without verifying its integrity (it has no "
+        f"{manifest_lib.MANIFEST_NAME}: a truncated or altered file is not detected)",
+        UnverifiedCheckpointWarning,
+        stacklevel=3,
+    )
     return jax.tree.unflatten(jax.tree.structure(target), leaves)
 
 

@@ -121,7 +121,9 @@ class DirectoryLock:
                 continue
             previous = _read_holder(path)
             if previous.get("pid"):
-                log.info("nnjax.checkpoint: taking over the lock of %s left by %s (no longer running)", directory, _describe(previous))
+                log.info(
+                    "nnjax.checkpoint: taking over the lock of %s left by %s (no longer running)", directory, _describe(previous)
+                )
             cls._write(fd, _holder_info())
             return cls(directory, fd, True)
 
@@ -160,7 +162,10 @@ class DirectoryLock:
         return CheckpointLockError(
             f"{what}: the checkpoint directory {directory!r} is in use by {_describe(holder)} (lock file "
             f"{os.path.join(directory, LOCK_NAME)!r}). Two runs writing one directory would overwrite and delete each "
-            "other's checkpoints: wait for that run to end, or give this one its own directory", path=directory, holder=holder)
+            "other's checkpoints: wait for that run to end, or give this one its own directory",
+            path=directory,
+            holder=holder,
+        )
 
     # ------------------------------------------------------------------ releasing
     def release(self) -> None:

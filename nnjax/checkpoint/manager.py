@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import threading
 import warnings
 import weakref
@@ -31,7 +30,13 @@ from typing import Any, NamedTuple
 
 from nnjax.checkpoint import core, folders
 from nnjax.checkpoint import manifest as manifest_lib
-from nnjax.checkpoint.errors import CheckpointCorruptError, CheckpointSaveError, ForeignFolderError, UntrustedCheckpointError, describe
+from nnjax.checkpoint.errors import (
+    CheckpointCorruptError,
+    CheckpointSaveError,
+    ForeignFolderError,
+    UntrustedCheckpointError,
+    describe,
+)
 from nnjax.checkpoint.lock import DirectoryLock
 
 log = logging.getLogger(__name__)
