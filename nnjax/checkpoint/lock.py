@@ -5,7 +5,8 @@ is open. The kernel drops the lock when its process dies (kill -9 included), so 
 lock left by a dead process is taken over by the next run; on a file system
 without `flock` an exclusive-create lock file is used instead, taken over when
 it names a process of this host that no longer exists. Managers of one directory
-within one process share the lock.
+within one process share the lock. A directory this process cannot write to is
+opened without a lock (nothing can be written or deleted there).
 """
 
 from __future__ import annotations
@@ -95,7 +96,14 @@ class DirectoryLock:
     def _take(cls, directory: str, what: str) -> DirectoryLock:
         path = os.path.join(directory, LOCK_NAME)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+                # A directory this process cannot write to: nothing can be saved or deleted there, so nothing to guard.
+                log.warning("nnjax.checkpoint: %s is not writable (%s); opening it without a lock", directory, err.strerror)
+                return cls(directory, None, False)
             try:
                 import fcntl
 
