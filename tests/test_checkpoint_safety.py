@@ -191,6 +191,8 @@ def test_plain_orbax_nnx_state_restores_only_with_explicit_opt_in(tmp_path):
     assert sorted(got) == sorted(expected)
     assert all(np.array_equal(got[k], expected[k]) for k in expected)
     assert tree_digest(tmp_path / "flax_ckpt") == before  # read-only
+    with pytest.raises(UnverifiedCheckpointError, match="allow_unverified=True"):  # Model.load_weights: refused, and says why
+        tiny_model().load_weights(str(tmp_path / "flax_ckpt"))
 
     # The layout Model.load_weights restores onto: {"params": ..., "model_state": ...} of nnx.split(module, nnx.Param, ...).
     _, params, rest = nnx.split(nnx_module(), nnx.Param, ...)

@@ -5,12 +5,19 @@ temporary-folder commit (`<name>.orbax-checkpoint-tmp` renamed to `<name>`):
 
     <path>/state/          the arrays (TensorStore, OCDBT)
     <path>/metadata/       a JSON object (data position, callback state, ...)
-    <path>/nnjax_manifest.json   size + SHA-256 of every file, written last
+    <path>/nnjax_uncommitted     present from the first write until the commit (see `folders`)
+    <path>/nnjax_manifest.json   size + SHA-256 of every file, written last: the commit point
+
+Overwriting writes `<path>.nnjax-new` and swaps it in by rename once committed
+(`nnjax.checkpoint.folders`): a crash or a full disk at any moment leaves the
+previous checkpoint or the new one readable at `path`.
 
 Restoring checks, in order and before Orbax reads any array: the manifest
-(every file present, unaltered; no links; no path leaving the folder), Orbax's
-tree metadata (plain key names, known value types, shapes within a cap and
-equal to the target's) and the array shapes TensorStore reports. Nothing is
+(every file present, unaltered; no links; no path leaving the folder), every
+JSON file through a reader bounded in size and nesting depth, Orbax's tree
+metadata (plain key names, known value types, shapes within a cap and equal to
+the target's) and the array shapes and chunk shapes TensorStore reports (a
+chunk larger than its array would make TensorStore allocate it). Nothing is
 unpickled and no module named by a checkpoint is imported.
 """
 
