@@ -137,6 +137,10 @@ class CheckpointManager:
 
     def _hold_lock(self):
         """Takes the directory's lock; returns a once-only release that also runs if the manager is dropped unclosed."""
+        import jax
+
+        if jax.process_count() > 1 and jax.process_index() != 0:
+            return weakref.finalize(self, lambda: None)  # one job's processes share the directory: its first one holds the lock
         lock = DirectoryLock.acquire(self.directory, what="CheckpointManager")
         return weakref.finalize(self, lock.release)
 
