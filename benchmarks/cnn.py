@@ -10,7 +10,8 @@ augmentation (airbench's flips and translations are left out of both).
 
 Contenders, timed in interleaved rounds of ``--epochs`` epochs each:
 
-- ``nnjax_fit``: ``model.fit(x_dev, y_dev, epochs=E, verbose=0)``.
+- ``nnjax_fit``: ``model.fit(x_dev, y_dev, epochs=E, verbose=0)`` with the default ``steps_per_execution="auto"``.
+- ``nnjax_fit_1``: the same with ``steps_per_execution=1``.
 - ``nnjax_fit_spe``: the same with ``steps_per_execution=K`` (skipped when K = 1).
 - ``nnjax_core_loop``: ``jax.jit(nj.train.train_step)`` per batch (a hand-written loop on the core).
 - ``torch_eager``: PyTorch eager (skipped if torch is missing).
@@ -39,7 +40,7 @@ from _common import core_loop_contender, fit_contender, one_step_cost, result_ro
 import nnjax as nj
 from nnjax import bench
 
-ALL = ("nnjax_fit", "nnjax_fit_spe", "nnjax_core_loop", "torch_eager", "torch_compile")
+ALL = ("nnjax_fit", "nnjax_fit_1", "nnjax_fit_spe", "nnjax_core_loop", "torch_eager", "torch_compile")
 MOMENTUM, LEARNING_RATE = 0.85, 0.01
 
 
@@ -58,7 +59,7 @@ def loss():
     return nj.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def nnjax_model(args, steps_per_execution: int, mixed: bool):
+def nnjax_model(args, steps_per_execution: int | str, mixed: bool):
     model = nj.Model(new_module(args), input_shape=(args.image_size, args.image_size, 3))
     model.compile(
         optimizer=nj.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM, nesterov=True),
@@ -141,17 +142,17 @@ def torch_contender(args, x, y, device: str, compiled: bool):
 def parse_args(argv=None):
     cpu = jax.default_backend() == "cpu"
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=2048 if cpu else 50000, help="training images (50000 = CIFAR-10)")
+    parser.add_argument("--examples", type=int, default=8192 if cpu else 50000, help="training images (50000 = CIFAR-10)")
     parser.add_argument("--batch-size", type=int, default=256 if cpu else 1024)
     parser.add_argument("--widths", default="16,64,64" if cpu else "64,256,256", help="channels of the three conv groups")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=1 if cpu else 2, help="epochs per contender per round")
     parser.add_argument("--rounds", type=int, default=3 if cpu else 5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--steps-per-execution", type=int, default=1 if cpu else 8, help="K for nnjax_fit_spe")
+    parser.add_argument("--steps-per-execution", type=int, default=4 if cpu else 8, help="K for nnjax_fit_spe")
     parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                         help="auto: mixed bfloat16 on accelerators, float32 on CPU")  # fmt: skip
-    parser.add_argument("--contenders", default="nnjax_fit,nnjax_fit_spe,nnjax_core_loop,torch_eager",
+    parser.add_argument("--contenders", default="nnjax_fit,nnjax_fit_1,nnjax_fit_spe,nnjax_core_loop,torch_eager",
                         help=f"comma-separated subset of {','.join(ALL)}")  # fmt: skip
     parser.add_argument("--torch-compile", action="store_true", help="add torch_compile to the contenders")
     parser.add_argument("--torch-threads", type=int, default=1, help="PyTorch CPU threads (0 = all cores)")
@@ -177,8 +178,8 @@ def main(argv=None):
     contenders, lasts, skipped, extra = {}, {}, {}, {}
     for name in args.contenders:
         try:
-            if name in ("nnjax_fit", "nnjax_fit_spe"):
-                k = 1 if name == "nnjax_fit" else args.steps_per_execution
+            if name in ("nnjax_fit", "nnjax_fit_1", "nnjax_fit_spe"):
+                k = {"nnjax_fit": "auto", "nnjax_fit_1": 1}.get(name, args.steps_per_execution)
                 if name == "nnjax_fit_spe" and k == 1:
                     skipped[name] = "steps_per_execution is 1 (same as nnjax_fit)"
                     continue
@@ -205,7 +206,7 @@ def main(argv=None):
     rows = result_rows(args.contenders, stats, skipped, lasts, extra, steps_per_run=steps_per_epoch * args.epochs,
                        examples_per_run=args.examples * args.epochs, epochs=args.epochs, flops_per_step=cost["flops"], peak=peak)  # fmt: skip
     ratios = {}
-    for a, b in (("nnjax_fit", "torch_eager"), ("nnjax_fit", "torch_compile"), ("nnjax_fit_spe", "torch_eager"),
+    for a, b in (("nnjax_fit", "nnjax_fit_1"), ("nnjax_fit", "nnjax_fit_spe"), ("nnjax_fit", "torch_eager"), ("nnjax_fit", "torch_compile"), ("nnjax_fit_spe", "torch_eager"),
                  ("nnjax_fit", "nnjax_core_loop"), ("nnjax_fit_spe", "nnjax_core_loop")):  # fmt: skip
         value = speed_ratio(rows, a, b)
         if value is not None:

@@ -80,7 +80,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--widths", default="32,128,512", help="hidden widths to measure (steady); the first also cold")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per contender per round")
-    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument("--steps-per-execution", type=lambda v: v if v == "auto" else int(v), default="auto",
+                        help='"auto" (fit measures and keeps the fastest, the default) or an int')
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--cold-repeats", type=int, default=3)

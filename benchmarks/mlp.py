@@ -14,7 +14,8 @@ contender trains ``--epochs`` epochs from NumPy arrays in host memory (the JAX
 contenders all pay for putting the data on the device once per run, as a
 hand-written script does):
 
-- ``nnjax_fit``: ``model.fit(x, y, epochs=E, verbose=0)``.
+- ``nnjax_fit``: ``model.fit(x, y, epochs=E, verbose=0)`` with the default ``steps_per_execution="auto"``
+  (measured during the warm-up run's first epoch, remembered by the later runs).
 - ``nnjax_fit_spe``: the same with ``compile(steps_per_execution=K)``.
 - ``jax_loop``: hand-written ``jax.jit`` + optax step per batch on device-resident arrays.
 - ``jax_scan``: the whole epoch under one ``lax.scan`` (the overhead-free ceiling).
@@ -59,7 +60,7 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return nj.data.epoch_permutation(seed, epoch, n)
 
 
-def build_nnjax(args, seed: int, steps_per_execution: int):
+def build_nnjax(args, seed: int, steps_per_execution: int | str):
     layers = [nj.layers.Flatten(input_shape=(28, 28))]
     layers += [nj.layers.Dense(args.width, activation="relu") for _ in range(args.depth)]
     layers += [nj.layers.Dense(10)]
@@ -74,7 +75,7 @@ def build_nnjax(args, seed: int, steps_per_execution: int):
     return model
 
 
-def nnjax_contender(args, x, y, weights, steps_per_execution: int):
+def nnjax_contender(args, x, y, weights, steps_per_execution: int | str):
     model = build_nnjax(args, args.seed, steps_per_execution)
     model.set_weights(weights)
     last = {}
@@ -309,15 +310,16 @@ def main(argv=None):
     weights, pairs = template.get_weights(), dense_pairs(template)
     del template
 
-    contenders, lasts, skipped, extra = {}, {}, {}, {}
+    contenders, lasts, skipped, extra, models = {}, {}, {}, {}, {}
     one_step_cost = None
     for name in wanted:
         try:
             if name in ("nnjax_fit", "nnjax_fit_spe"):
-                k = 1 if name == "nnjax_fit" else args.steps_per_execution
-                run, last, _ = nnjax_contender(args, x, y, weights, k)
+                k = "auto" if name == "nnjax_fit" else args.steps_per_execution
+                run, last, model = nnjax_contender(args, x, y, weights, k)
                 contenders[name], lasts[name] = run, last
                 extra[name] = {"steps_per_execution": k}
+                models[name] = model
             elif name in ("jax_loop", "jax_scan"):
                 if "jax_loop" not in contenders and "jax_scan" not in contenders:
                     loop, scan, one_step_cost = jax_contenders(args, x, y, pairs)
@@ -344,6 +346,11 @@ def main(argv=None):
         if "error" in entry:
             failed[name] = entry["error"]
 
+    for name, model in models.items():  # what "auto" measured (in the warm-up run) and chose
+        choice = model.fit_memory.steps(model.fit_loop.source)
+        extra[name]["steps_per_execution_used"] = model.fit_loop.steps_choice.steps_per_execution
+        extra[name]["steps_choice_reason"] = model.fit_loop.steps_choice.reason
+        extra[name]["remembered_choice"] = choice
     steps_per_run = steps_per_epoch * args.epochs
     results = []
     for name in wanted:
@@ -373,6 +380,7 @@ def main(argv=None):
     by_name = {r["name"]: r for r in results}
     pairs_compared = [
         ("nnjax_fit", "jax_loop"),
+        ("nnjax_fit", "jax_scan"),
         ("nnjax_fit", "keras_fit"),
         ("nnjax_fit_spe", "jax_scan"),
         ("nnjax_fit_spe", "keras_fit_spe"),

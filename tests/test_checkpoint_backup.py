@@ -135,7 +135,7 @@ def test_other_seed_or_data_is_refused(tmp_path):
 
 def test_nan_keeps_the_backup_and_nothing_after_the_nan_is_saved(tmp_path):
     x, y = tiny_data()
-    x[3 * 8 + 2] = np.nan  # unshuffled: the NaN enters at step 4 (batch 3 of epoch 0)
+    x[3 * 8 + 2] = 3e38  # finite (it passes the data checks) but overflows in the model: unshuffled, the loss is NaN at step 4
     model = tiny_model()
     backup = nj.callbacks.BackupAndRestore(tmp_path / "b", save_freq=2, max_to_keep=5)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False, callbacks=[nj.callbacks.TerminateOnNaN(), backup])
@@ -147,7 +147,7 @@ def test_nan_keeps_the_backup_and_nothing_after_the_nan_is_saved(tmp_path):
 
 def test_nonfinite_halt_error_keeps_the_backup(tmp_path):
     x, y = tiny_data()
-    x[3 * 8 + 2] = np.nan
+    x[3 * 8 + 2] = 3e38  # overflows in the model: a NaN loss at step 4
     model = tiny_model(nonfinite="halt")
     backup = nj.callbacks.BackupAndRestore(tmp_path / "b", save_freq=2, async_save=False)
     with pytest.raises(FloatingPointError):

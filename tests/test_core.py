@@ -16,7 +16,7 @@ def small_module(seed=0, hidden=16, dropout=0.0):
     if dropout:
         layers.append(nj.layers.Dropout(dropout))
     layers.append(nj.layers.Dense(10, activation="softmax"))
-    module = nj.shell.SequentialModule(layers)
+    module = nj.layers.SequentialModule(layers)
     module.ensure_built((1, 8, 8), key=jax.random.PRNGKey(seed))
     return module
 
@@ -67,7 +67,7 @@ def test_sgd_update_matches_hand_computation(digits):
 def test_gradients_match_finite_differences(digits):
     jax.config.update("jax_enable_x64", True)
     try:
-        module = nj.shell.SequentialModule([nj.layers.Dense(5, activation="tanh", dtype=jnp.float64), nj.layers.Dense(3, dtype=jnp.float64)])
+        module = nj.layers.SequentialModule([nj.layers.Dense(5, activation="tanh", dtype=jnp.float64), nj.layers.Dense(3, dtype=jnp.float64)])
         module.ensure_built((1, 4), key=jax.random.PRNGKey(0))
         state = train.TrainState.create(module, "sgd", loss=nj.losses.SparseCategoricalCrossentropy(from_logits=True), key=0)
         rng = np.random.default_rng(0)

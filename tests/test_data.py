@@ -370,7 +370,7 @@ def test_fit_resumed_mid_epoch_trains_on_exactly_the_remaining_batches(digits):
 
     class ResumeAt(nj.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.model.resume_position = {"epoch": 0, "step": 4}
+            self.model.fit_loop.resume(epoch=0, step=4)
 
     whole = build()
     whole.fit(nj.data.Dataset(records, batch_size=16, seed=6), epochs=1, verbose=0)

@@ -72,10 +72,8 @@ def in_flight(backup):
     return any(".orbax-checkpoint-tmp" in n or (n.isdigit() and not os.path.exists(os.path.join(backup, n, MANIFEST))) for n in names)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("reference")
-    proc = spawn(tmp, "train", "--no-backup", "--log", tmp / "log", "--out", tmp / "w.npz")
+def run_reference(tmp, extra=()):
+    proc = spawn(tmp, "train", "--no-backup", "--log", tmp / "log", "--out", tmp / "w.npz", *extra)
     assert proc.wait(timeout=600) == 0, open(tmp / "child.out").read()[-3000:]
     losses = {}
     for line in read_log(tmp / "log"):
@@ -84,6 +82,19 @@ def reference(tmp_path_factory):
             losses[int(step)] = loss
     assert sorted(losses) == list(range(1, TOTAL_STEPS + 1))
     return losses, np.load(tmp / "w.npz")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return run_reference(tmp_path_factory.mktemp("reference"))
+
+
+ENSEMBLE = ("--ensemble", "3")
+
+
+@pytest.fixture(scope="module")
+def ensemble_reference(tmp_path_factory):
+    return run_reference(tmp_path_factory.mktemp("ensemble_reference"), ENSEMBLE)
 
 
 def check_finished_run(tmp, reference, log_lines):
@@ -110,7 +121,7 @@ def wait_for_steps(proc, log, count, timeout=300):
     raise TimeoutError(f"the child wrote fewer than {count} log lines in {timeout}s")
 
 
-def kill_chain(tmp, reference, rng, kills_wanted, mode, corrupt_after=None):
+def kill_chain(tmp, reference, rng, kills_wanted, mode, corrupt_after=None, extra=()):
     """Runs the child, SIGKILLs it `kills_wanted` times (or until it finishes), then lets it finish. Returns kill stats."""
     backup, log = tmp / "backup", tmp / "log"
     stats = {"kills": 0, "in_flight": 0, "restores": 0, "fallbacks": 0}
@@ -118,7 +129,7 @@ def kill_chain(tmp, reference, rng, kills_wanted, mode, corrupt_after=None):
     while True:
         start = len(read_log(log))
         must_restore = expected
-        proc = spawn(tmp, "train", "--backup", backup, "--log", log, "--out", tmp / "w.npz")
+        proc = spawn(tmp, "train", "--backup", backup, "--log", log, "--out", tmp / "w.npz", *extra)
         killed = False
         if stats["kills"] < kills_wanted:
             if mode == "anytime" and rng.random() < 0.3:  # startup, restore, compilation included
@@ -170,7 +181,7 @@ def kill_chain(tmp, reference, rng, kills_wanted, mode, corrupt_after=None):
             return stats
 
 
-def run_kills(tmp_path, reference, total, mode, seed, corrupt_after=None):
+def run_kills(tmp_path, reference, total, mode, seed, corrupt_after=None, extra=()):
     rng = random.Random(seed)
     totals = {"kills": 0, "in_flight": 0, "restores": 0, "fallbacks": 0}
     chain = 0
@@ -178,7 +189,8 @@ def run_kills(tmp_path, reference, total, mode, seed, corrupt_after=None):
         tmp = tmp_path / f"chain{chain}"
         tmp.mkdir()
         # A fast child can finish a chain before the kill that corrupts: keep asking until one chain has done it.
-        stats = kill_chain(tmp, reference, rng, total - totals["kills"], mode, corrupt_after if not totals["fallbacks"] else None)
+        stats = kill_chain(tmp, reference, rng, total - totals["kills"], mode, corrupt_after if not totals["fallbacks"] else None,
+                           extra)
         totals = {k: totals[k] + stats[k] for k in totals}
         chain += 1
     print(f"\n{mode}: {totals} over {chain} chain(s)")
@@ -188,6 +200,12 @@ def run_kills(tmp_path, reference, total, mode, seed, corrupt_after=None):
 def test_sigkill_at_random_moments_resumes_bit_for_bit(tmp_path, reference):
     totals = run_kills(tmp_path, reference, total=12, mode="anytime", seed=1, corrupt_after=2)
     assert totals["kills"] >= 12 and totals["restores"] >= 4 and totals["fallbacks"] == 1
+
+
+def test_ensemble_sigkill_at_random_moments_resumes_bit_for_bit(tmp_path, ensemble_reference):
+    # Every member's weights and the members' mean loss of every step match an uninterrupted ensemble run, bit for bit.
+    totals = run_kills(tmp_path, ensemble_reference, total=6, mode="anytime", seed=4, extra=ENSEMBLE)
+    assert totals["kills"] >= 6 and totals["restores"] >= 2
 
 
 def test_sigkill_during_async_saves_resumes_bit_for_bit(tmp_path, reference):

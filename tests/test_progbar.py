@@ -8,8 +8,9 @@ import pytest
 
 import nnjax as nj
 
-BAR_LINE = re.compile(r"^(\d+)/(\d+) [\u2501\u2500]{20} \d+s \d+(?:us|ms|s)/step( - [a-z_]+: \d+\.\d{4})+$")
-COMPACT_LINE = re.compile(r"^(\d+)/(\d+) - \d+s - \d+(?:us|ms|s)/step( - [a-z_]+: \d+\.\d{4})+$")
+# fit's lines carry the epoch's throughput after the per-step time; a bare Progbar's do not
+BAR_LINE = re.compile(r"^(\d+)/(\d+) [\u2501\u2500]{20} \d+s \d+(?:us|ms|s)/step( - \d+ examples/s)?( - [a-z_]+: \d+\.\d{4})+$")
+COMPACT_LINE = re.compile(r"^(\d+)/(\d+) - \d+s - \d+(?:us|ms|s)/step( - \d+ examples/s)?( - [a-z_]+: \d+\.\d{4})+$")
 
 
 class Terminal(io.StringIO):
@@ -57,7 +58,7 @@ def test_fit_verbose_1_in_a_terminal_looks_like_keras():
     for line in (lines[1], lines[3]):
         match = BAR_LINE.match(line)
         assert match and match.group(1) == match.group(2) == "4", line
-        assert " - accuracy: " in line and " - loss: " in line
+        assert " - accuracy: " in line and " - loss: " in line and match.group(3)  # the examples/s
 
 
 @pytest.mark.parametrize("verbose, pattern", [(1, BAR_LINE), (2, COMPACT_LINE)])
@@ -70,7 +71,7 @@ def test_piped_output_is_one_readable_line_per_epoch(capsys, verbose, pattern):
     assert lines[0::2] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
     for line in lines[1::2]:
         assert pattern.match(line), line
-        assert line.startswith("3/3 ") and " - val_loss: " in line
+        assert line.startswith("3/3 ") and " - val_loss: " in line and " examples/s - " in line
 
 
 def test_verbose_0_prints_nothing(capsys):

@@ -38,12 +38,23 @@ def _finite(value) -> bool:
 
 
 def _float32_bits(tree: dict) -> dict:
+    """Totals as their float32 bit patterns (ints; lists of ints for an ensemble's per-member totals)."""
     host = jax.device_get(tree)
-    return {name: int(np.asarray(value, np.float32).reshape(()).view(np.uint32)) for name, value in host.items()}
+    return {name: np.asarray(value, np.float32).view(np.uint32).tolist() for name, value in host.items()}
 
 
 def _from_float32_bits(bits: dict) -> dict:
-    return {name: jnp.asarray(np.asarray(int(value), np.uint32).view(np.float32)) for name, value in bits.items()}
+    return {name: jnp.asarray(np.asarray(value, np.uint32).view(np.float32)) for name, value in bits.items()}
+
+
+def _state_step(state) -> int:
+    """The state's step (an ensemble's members all share it)."""
+    return int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
+
+
+def _valid_bits(value) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return bool(values) and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in values)
 
 
 class BackupAndRestore(Callback):
@@ -79,6 +90,8 @@ class BackupAndRestore(Callback):
       >>> model.fit(x, y, epochs=10, callbacks=[backup])   # rerun after a crash: resumes
     """
 
+    execution_aware = True  # saves at execution boundaries, where the state and the position agree
+
     def __init__(self, backup_dir: str | os.PathLike, save_freq="epoch", delete_checkpoint: bool = True, *,
                  max_to_keep: int = 2, async_save: bool = True, exit_on_preemption: bool = True,
                  preemption_signals=(signal.SIGTERM,), fsync: bool = True):
@@ -100,15 +113,22 @@ class BackupAndRestore(Callback):
         self._manager: CheckpointManager | None = None
         self._guard: PreemptionGuard | None = None
         self._nonfinite = False
-        self._pending_callback_states: dict | None = None
         self._last_global: int | None = None
+        self._last_saved_step: int | None = None
 
     # ------------------------------------------------------------------ helpers
+    runs_last = True  # a backup sees every other callback's state after the same hook
+
+    def _loop(self):
+        loop = getattr(self.model, "fit_loop", None)
+        if loop is None:
+            raise RuntimeError("BackupAndRestore: it runs inside fit (model.fit_loop is None)")
+        return loop
+
     def _callbacks(self) -> dict:
         """The other callbacks of this fit, by stable name: "EarlyStopping", "EarlyStopping_1", ..."""
-        callback_list = getattr(self.model, "fit_callbacks", None)
         named, counts = {}, {}
-        for cb in getattr(callback_list, "callbacks", []):
+        for cb in self._loop().callbacks:
             if isinstance(cb, (History, ProgbarLogger, BackupAndRestore)):
                 continue
             name = type(cb).__name__
@@ -118,32 +138,23 @@ class BackupAndRestore(Callback):
         return named
 
     def _data_fingerprint(self) -> dict:
-        source = getattr(self.model, "fit_source", None)
-        if source is None:
-            return {}
+        source = self._loop().source
         if hasattr(source, "fingerprint"):
             info = dict(source.fingerprint())
         else:
             info = {key: getattr(source, key) for key in _DATA_KEYS if hasattr(source, key)}
         info["steps_per_epoch"] = self.params.get("steps")
+        seeds = getattr(self.model, "seeds", None)  # an ensemble: each member has its own data order
+        if seeds is not None:
+            info["member_seeds"] = [int(seed) for seed in seeds]
         return _to_json(info, "data fingerprint")
 
     def _global_step(self) -> int:
-        position = self.model.fit_position
+        position = self._loop().state.position
         steps = self.params.get("steps")
         if steps:
             return int(position["epoch"]) * int(steps) + int(position["step"])
-        return int(jax.device_get(self.model.state.step))
-
-    def _move_to_end(self) -> None:
-        # Run after every other callback, so a backup sees their state after the same hook
-        # (and restores theirs after their own on_train_begin / on_epoch_begin resets).
-        callback_list = getattr(self.model, "fit_callbacks", None)
-        if callback_list is None:
-            return
-        callback_list.callbacks = [cb for cb in callback_list.callbacks if cb is not self] + [self]
-        if hasattr(callback_list, "batch_end_hooks"):
-            callback_list.batch_end_hooks = [cb for cb in callback_list.batch_end_hooks if cb is not self] + [self]
+        return _state_step(self.model.state)
 
     # ------------------------------------------------------------------ save
     def _save(self, position: dict, totals, loss) -> None:
@@ -156,7 +167,7 @@ class BackupAndRestore(Callback):
                 raise TypeError(f"BackupAndRestore: {err}; get_state() must return JSON data") from err
             if state:
                 states[name] = state
-        source = getattr(model, "fit_source", None)
+        source = self._loop().source
         metadata = {
             "nnjax_backup": BACKUP_FORMAT,
             "position": {"epoch": int(position["epoch"]), "step": int(position["step"])},
@@ -167,9 +178,10 @@ class BackupAndRestore(Callback):
             "data_state": source.get_state() if hasattr(source, "get_state") and hasattr(source, "set_state") else None,
         }
         state = model.state
-        step = int(jax.device_get(state.step))
+        step = _state_step(state)
         metrics = {"loss": float(loss)} if loss is not None else None
         self._manager.save(step, state, metadata=metadata, metrics=metrics)
+        self._last_saved_step = step
 
     # ------------------------------------------------------------------ restore
     def _restore(self) -> None:
@@ -189,36 +201,30 @@ class BackupAndRestore(Callback):
             raise ValueError(f"{where} was written for other data or another seed ({detail}); resuming would not reproduce "
                              "the run. Fit the same data with the same compile(seed=...), or use another backup_dir")
         totals = meta.get("epoch_totals")
-        if totals is not None and (not isinstance(totals, dict) or not all(
-                isinstance(v, int) and 0 <= v < 2**32 for v in totals.values())):
+        if totals is not None and (not isinstance(totals, dict) or not all(_valid_bits(v) for v in totals.values())):
             raise UntrustedCheckpointError(f"{where}: malformed epoch_totals", step=restored.step, path=self.backup_dir)
+        loop = self._loop()
+        resumed_totals = _from_float32_bits(totals) if position["step"] > 0 and totals is not None else None
+        if resumed_totals is not None:
+            expected = set(model.metric_names()) | {"_count"}
+            if set(resumed_totals) != expected:
+                raise ValueError(f"{where} holds the metrics {sorted(resumed_totals)}; this fit computes {sorted(expected)}")
         model.state = restored.state
         if isinstance(meta.get("history"), dict):
             model.history.set_state(meta["history"])
-        if position["step"] > 0 and totals is not None:
-            current = model.epoch_totals()
-            expected = set(totals) if current is None else set(current)
-            if set(totals) != expected:
-                raise ValueError(f"{where} holds the metrics {sorted(totals)}; this fit computes {sorted(expected)}")
-            model._restored_totals = _from_float32_bits(totals)
-        source = getattr(model, "fit_source", None)
+        source = loop.source
         if meta.get("data_state") is not None and hasattr(source, "set_state"):
             source.set_state(meta["data_state"])
-        model.resume_position = {"epoch": position["epoch"], "step": position["step"]}
-        self._pending_callback_states = meta.get("callbacks") if isinstance(meta.get("callbacks"), dict) else None
-        self.restored_step = restored.step
-
-    def _apply_callback_states(self) -> None:
-        states, self._pending_callback_states = self._pending_callback_states, None
-        if not states:
-            return
+        callback_states = {}
         callbacks = self._callbacks()
-        for name, state in states.items():
+        for name, state in (meta.get("callbacks") if isinstance(meta.get("callbacks"), dict) else {}).items():
             if name in callbacks:
-                callbacks[name].set_state(state)
+                callback_states[callbacks[name]] = state
             else:
                 warnings.warn(f"BackupAndRestore: the backup holds the state of callback {name!r}, which this fit does not have; "
                               "ignored", stacklevel=3)
+        loop.resume(position["epoch"], position["step"], totals=resumed_totals, callback_states=callback_states)
+        self.restored_step = restored.step
 
     # ------------------------------------------------------------------ hooks
     def on_train_begin(self, logs=None):
@@ -229,18 +235,15 @@ class BackupAndRestore(Callback):
         self._nonfinite = False
         self.restored_step = None
         self._manager = CheckpointManager(self.backup_dir, max_to_keep=self.max_to_keep, async_save=self.async_save, fsync=self.fsync)
-        self._move_to_end()
         if self._manager.latest_step() is not None:
             self._restore()
-        self._last_global = None  # set at the first epoch begin, when fit_position holds the start
+        self._last_global = None  # set at the first epoch begin, when the loop holds the start
         self._guard = PreemptionGuard(self.preemption_signals)
         self._guard.install()
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._last_global is None:
             self._last_global = self._global_step()
-        if self._pending_callback_states is not None:
-            self._apply_callback_states()
 
     def _save_due(self) -> bool:
         if not isinstance(self.save_freq, int) or self._last_global is None:
@@ -255,18 +258,26 @@ class BackupAndRestore(Callback):
             return
         loss = None if logs is None else logs.get("loss")
         if loss is not None and not _finite(loss):
-            self._nonfinite = True
+            self._mark_nonfinite(f"the loss is {loss} at step {self._global_step()}")
         if self._nonfinite:
             return  # never back up a state that went through a non-finite loss
         preempted = self._guard is not None and self._guard.requested
         due = self._save_due()
         if not (preempted or due):
             return
-        totals = self.model.epoch_totals()
-        self._save(self.model.fit_position, totals, loss)
+        loop = self._loop()
+        self._save(loop.state.position, loop.state.totals, loss)
         self._last_global = self._global_step()
         if preempted:
             self._on_preempted()
+
+    def _mark_nonfinite(self, what: str) -> None:
+        if not self._nonfinite:
+            kept = ("no backup was written before it" if self._last_saved_step is None
+                    else f"the backup of step {self._last_saved_step} in {self.backup_dir!r} (the last state before it) is kept "
+                         "for a resume")
+            warnings.warn(f"BackupAndRestore: {what}; no further backup is written in this fit, so {kept}", stacklevel=3)
+        self._nonfinite = True
 
     def _on_preempted(self) -> None:
         self.preempted = True
@@ -282,11 +293,11 @@ class BackupAndRestore(Callback):
         if self._manager is None or self.preempted:
             return
         if logs and not all(_finite(v) for k, v in logs.items() if k.endswith("loss")):
-            self._nonfinite = True
+            self._mark_nonfinite(f"a loss of epoch {epoch} is not finite ({logs})")
         if self._nonfinite or self.save_freq != "epoch":
             return
         steps = self.params.get("steps")
-        if steps is not None and self.model.fit_position.get("step") != steps:
+        if steps is not None and self._loop().state.step != steps:
             return  # an epoch cut short (stop_training mid-epoch) is not a finished epoch
         self._save({"epoch": epoch + 1, "step": 0}, None, (logs or {}).get("loss"))
 
@@ -307,7 +318,7 @@ class BackupAndRestore(Callback):
             return
         if logs and not all(_finite(v) for k, v in logs.items() if k.endswith("loss")):
             self._nonfinite = True
-        halted = bool(getattr(self.model, "stop_training_now", False))
+        halted = self._loop().halted
         if self.delete_checkpoint and not (self.preempted or self._nonfinite or halted):
             manager.delete_all()
 

@@ -26,12 +26,33 @@ class Callback:
     (`logs` is then None).
 
     `get_state` / `set_state` carry counters and best values as JSON, so a
-    backup can resume a callback where it was.
+    backup can resume a callback where it was. A restored state is applied
+    after every callback's `on_train_begin` and before the first
+    `on_epoch_begin`, so `on_train_begin` may reset freely.
+
+    The hooks and what they receive:
+      on_train_begin(logs=None) / on_train_end(logs): logs of the last epoch.
+      on_epoch_begin(epoch) / on_epoch_end(epoch, logs): `logs` holds "loss",
+        each metric, their "val_" versions when validation ran, and
+        "learning_rate" when a schedule or a callback sets it.
+      on_train_batch_begin(batch) / on_train_batch_end(batch, logs): once per
+        execution (see above).
+      on_test_begin / on_test_end(logs): around validation and `evaluate`.
+      close(): called instead of `on_train_end` when `fit` raises; release what
+        you hold (signal handlers, files), keep what you saved.
+
+    During `fit`, `self.model.fit_loop` is the `FitLoop`: its `state`
+    (`epoch`, `step`, `steps_per_epoch`, `totals`, `position`),
+    `epoch_means()` and `resume(...)` are the public loop state.
 
     Attributes:
       model: the `nj.Model` being trained (set by `set_model`).
       params: `{"epochs", "steps", "verbose"}` (set by `set_params`).
+      runs_last: class attribute; callbacks that set it run after all others in
+        every hook (a backup must see the others' state after the same hook).
     """
+
+    runs_last: bool = False
 
     def __init__(self):
         self.model = None
@@ -73,6 +94,9 @@ class Callback:
     def set_state(self, state: dict) -> None:
         """Restores what `get_state` returned."""
 
+    def close(self) -> None:
+        """Releases resources when `fit` raises (instead of `on_train_end`)."""
+
 
 def overrides(callback: Callback, hook: str) -> bool:
     """True if `callback` defines its own `hook` (so the loop must compute its logs).
@@ -96,9 +120,10 @@ class History(Callback):
         super().__init__()
         self.history: dict[str, list] = {}
         self.epoch: list[int] = []
+        self.throughput: list[dict] = []  # per epoch: examples/s, steps/s, steps_per_execution (tokens/s, MFU)
+        self.steps_per_execution = None  # the fit loop's StepsChoice: what "auto" measured and chose
 
     def on_train_begin(self, logs=None):
-        # Keras keeps one History per model and appends across fit calls that resume.
         pass
 
     def on_epoch_end(self, epoch, logs=None):
@@ -164,10 +189,12 @@ class Progbar:
     def due(self) -> bool:
         return self.dynamic and time.perf_counter() - self.last_draw >= self.interval
 
-    def line(self, current: int, values: dict, finalize: bool) -> str:
+    def line(self, current: int, values: dict, finalize: bool, examples: int | None = None) -> str:
         elapsed = time.perf_counter() - self.start
         per_step = elapsed / max(current, 1)
         metrics = [f"{k}: {_format_value(v)}" for k, v in values.items()]
+        if examples:  # live throughput: examples trained per second of this epoch
+            metrics.insert(0, f"{examples / max(elapsed, 1e-9):.0f} examples/s")
         if self.compact:
             return " - ".join([f"{current}/{self.target or current}", _format_time(elapsed), _format_per_step(per_step)] + metrics)
         if self.target:
@@ -184,10 +211,10 @@ class Progbar:
             timing = f"{_format_time(per_step * (self.target - current))} {_format_per_step(per_step)}"
         return " - ".join([f"{bar} {timing}"] + metrics)
 
-    def update(self, current: int, values: dict, finalize: bool = False) -> None:
+    def update(self, current: int, values: dict, finalize: bool = False, examples: int | None = None) -> None:
         if not finalize and not self.due():
             return
-        text = self.line(current, values, finalize)
+        text = self.line(current, values, finalize, examples)
         if self.dynamic:
             pad = max(self.last_len - len(text), 0)
             self.stream.write("\r" + text + " " * pad + ("\n" if finalize else ""))
@@ -218,16 +245,31 @@ class ProgbarLogger(Callback):
     def wants_batch_logs(self) -> bool:
         return self.bar is not None and self.bar.due()
 
+    execution_aware = True  # draws once per execution; does not need one step per execution
+
+    def _examples(self) -> int | None:
+        loop = getattr(self.model, "fit_loop", None)
+        return None if loop is None else loop.state.examples
+
     def on_train_batch_end(self, batch, logs=None):
         self.seen = batch + 1
         if self.bar is not None and logs is not None:
-            self.bar.update(self.seen, logs)
+            self.bar.update(self.seen, logs, examples=self._examples())
 
     def on_epoch_end(self, epoch, logs=None):
         if self.bar is not None:
             steps = self.params.get("steps") or self.seen
-            self.bar.update(steps, logs or {}, finalize=True)
+            self.bar.update(steps, logs or {}, finalize=True, examples=self._examples())
         self.bar = None
+        loop = getattr(self.model, "fit_loop", None)
+        choice = None if loop is None else loop.steps_choice
+        if self.verbose == 2 and choice is not None and choice.reason == "measured" and not self._told:
+            self.stream.write(choice.describe() + "\n")  # once: what "auto" measured and chose
+            self.stream.flush()
+            self._told = True
+
+    def on_train_begin(self, logs=None):
+        self._told = False
 
 
 class CallbackList:
@@ -243,15 +285,26 @@ class CallbackList:
             callbacks.append(ProgbarLogger(verbose))
         if history is not None:
             callbacks.insert(0, history)
-        self.callbacks = callbacks
-        params = {"epochs": epochs, "steps": steps, "verbose": verbose}
-        for cb in callbacks:
+        self.callbacks = [cb for cb in callbacks if not cb.runs_last] + [cb for cb in callbacks if cb.runs_last]
+        for cb in self.callbacks:
             cb.set_model(model)
-            cb.set_params(params)
-        self.batch_end_hooks = [cb for cb in callbacks if overrides(cb, "on_train_batch_end") or overrides(cb, "on_batch_end")]
+        self.set_params({"epochs": epochs, "steps": steps, "verbose": verbose})
+        self.batch_end_hooks = [cb for cb in self.callbacks if overrides(cb, "on_train_batch_end") or overrides(cb, "on_batch_end")]
         # A callback that changes the learning rate sets `logs_learning_rate = True`: fit then puts the rate in the
         # epoch logs before any on_epoch_end, so History (which runs first) records it.
-        self.logs_learning_rate = any(getattr(cb, "logs_learning_rate", False) for cb in callbacks)
+        self.logs_learning_rate = any(getattr(cb, "logs_learning_rate", False) for cb in self.callbacks)
+
+    def set_params(self, params: dict) -> None:
+        for cb in self.callbacks:
+            cb.set_params(params)
+
+    def close(self) -> None:
+        """Calls every callback's `close()`; errors are swallowed (the error that ended fit is the one to report)."""
+        for cb in self.callbacks:
+            try:
+                cb.close()
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
 
     def needs_batch_logs(self) -> bool:
         """True if some callback will read this step's logs (forces a host sync).

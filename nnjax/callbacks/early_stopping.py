@@ -59,8 +59,7 @@ class EarlyStopping(Callback):
         self.best_weights = None
 
     def on_train_begin(self, logs=None):
-        if not self.__dict__.pop("_restored", False):  # a backup's set_state comes before on_train_begin
-            self._reset()
+        self._reset()  # a backup's set_state, if any, comes after on_train_begin
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch < self.start_from_epoch:
@@ -86,7 +85,6 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        self.__dict__.pop("_restored", None)
         if self.stopped_epoch > 0 and self.verbose > 0:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
@@ -103,7 +101,6 @@ class EarlyStopping(Callback):
         self.stopped_epoch = int(state.get("stopped_epoch", 0))
         self.best = state.get("best")
         self.best_epoch = int(state.get("best_epoch", 0))
-        self._restored = True
 
 
 __all__ = ["EarlyStopping"]

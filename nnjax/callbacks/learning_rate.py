@@ -33,7 +33,16 @@ def current_learning_rate(model, what: str) -> float:
             f"{what}: the optimizer has no learning rate in its state; use an nnjax optimizer "
             "(e.g. 'adam', nj.optimizers.Adam()) or wrap an optax one with optax.inject_hyperparams"
         )
-    return float(np.asarray(rate))
+    rate = np.asarray(rate)
+    if rate.size > 1:  # an ensemble's members: one shared rate, or a sweep the callback cannot change as one
+        if not np.all(rate == rate.reshape(-1)[0]):
+            raise ValueError(
+                f"{what}: the members' learning rates differ ({rate.reshape(-1).tolist()}, a hyperparameter sweep); a "
+                "callback sets one rate for every member. Give the members one learning rate, or schedule each rate "
+                "with an optax schedule"
+            )
+        rate = rate.reshape(-1)[0]
+    return float(rate)
 
 
 def assign_learning_rate(model, value: float) -> None:
@@ -42,12 +51,13 @@ def assign_learning_rate(model, value: float) -> None:
     Raises:
       ValueError: if the optimizer's learning rate is a schedule (it would overwrite the value at the next step).
     """
-    if getattr(getattr(model, "_compiled", None), "log_learning_rate", False):
+    if getattr(model, "optimizer_has_schedule", False):
         raise ValueError(
             "the optimizer's learning rate is a schedule, which sets the rate at every step; a callback cannot "
             "change it. Use a constant learning_rate with LearningRateScheduler / ReduceLROnPlateau, or the schedule alone"
         )
     state = model.state
+    value = np.broadcast_to(np.asarray(value, np.float64), np.shape(get_learning_rate(state.opt_state)))  # every member
     model.state = state.replace(opt_state=set_learning_rate(state.opt_state, value))
 
 
@@ -151,8 +161,7 @@ class ReduceLROnPlateau(Callback):
         self.cooldown_counter = 0
 
     def on_train_begin(self, logs=None):
-        if not self.__dict__.pop("_restored", False):
-            self._reset()
+        self._reset()  # a backup's set_state, if any, comes after on_train_begin
 
     def on_epoch_end(self, epoch, logs=None):
         lr = current_learning_rate(self.model, "ReduceLROnPlateau")
@@ -175,9 +184,6 @@ class ReduceLROnPlateau(Callback):
                 self.cooldown_counter = self.cooldown
                 self.wait = 0
 
-    def on_train_end(self, logs=None):
-        self.__dict__.pop("_restored", None)
-
     def get_state(self) -> dict:
         return {"best": json_float(self.best), "wait": self.wait, "cooldown_counter": self.cooldown_counter}
 
@@ -185,7 +191,6 @@ class ReduceLROnPlateau(Callback):
         self.best = state.get("best")
         self.wait = int(state.get("wait", 0))
         self.cooldown_counter = int(state.get("cooldown_counter", 0))
-        self._restored = True
 
 
 __all__ = ["LearningRateScheduler", "ReduceLROnPlateau", "assign_learning_rate", "current_learning_rate"]

@@ -57,6 +57,8 @@ class ModelCheckpoint(Callback):
       >>> model.load_weights("best")
     """
 
+    execution_aware = True  # saves at execution boundaries, where the state and the position agree
+
     def __init__(
         self,
         filepath: str | os.PathLike,
@@ -87,7 +89,7 @@ class ModelCheckpoint(Callback):
     # ------------------------------------------------------------------ hooks
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        self._last_step = int(self.model.fit_position.get("step", 0)) if self.model is not None else 0
+        self._last_step = int(self.model.fit_loop.state.step) if getattr(self.model, "fit_loop", None) is not None else 0
 
     def _advance(self, batch: int) -> int:
         return self._steps_since_save + max(batch + 1 - self._last_step, 0)
@@ -95,7 +97,7 @@ class ModelCheckpoint(Callback):
     def wants_batch_logs(self) -> bool:
         if self.save_freq == "epoch":
             return False
-        return self._advance(int(self.model.fit_position["step"]) - 1) >= self.save_freq
+        return self._advance(int(self.model.fit_loop.state.step) - 1) >= self.save_freq
 
     def on_train_batch_end(self, batch, logs=None):
         if self.save_freq == "epoch":

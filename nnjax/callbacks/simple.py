@@ -73,14 +73,15 @@ class CSVLogger(Callback):
         self.keys: list[str] | None = None
         self._file = None
         self._writer = None
+        self._resumed = False
 
     def on_train_begin(self, logs=None):
         self._close()
-        if not self.__dict__.pop("_restored", False):
-            self.keys = None
+        self.keys = None  # a backup's set_state, if any, comes after on_train_begin
+        self._resumed = False
 
     def _open(self):
-        mode = "a" if self.append or self.__dict__.get("_resumed") else "w"
+        mode = "a" if self.append or self._resumed else "w"
         write_header = mode == "w" or not (os.path.exists(self.filename) and os.path.getsize(self.filename) > 0)
         self._file = open(self.filename, mode, newline="", encoding="utf-8")  # noqa: SIM115 - closed in on_train_end
 
@@ -120,7 +121,6 @@ class CSVLogger(Callback):
         """Restores the columns; the next rows are appended to the existing file."""
         self.keys = state.get("keys")
         self._resumed = True
-        self._restored = True
 
 
 class LambdaCallback(Callback):

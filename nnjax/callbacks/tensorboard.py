@@ -64,6 +64,8 @@ class TensorBoard(Callback):
         self._epoch_global_start = 0
         self._global = 0
 
+    execution_aware = True  # writes at execution boundaries; does not need one step per execution
+
     def _writer(self, run: str) -> EventFileWriter:
         if run not in self._writers:
             self._writers[run] = EventFileWriter(os.path.join(self.log_dir, run))
@@ -71,15 +73,15 @@ class TensorBoard(Callback):
 
     def _global_step(self) -> int:
         """The training step reached, counted on the host (no device sync)."""
-        return self._epoch_global_start + int(self.model.fit_position.get("step", 0)) - self._epoch_first_step
+        return self._epoch_global_start + int(self.model.fit_loop.state.step) - self._epoch_first_step
 
     def on_train_begin(self, logs=None):
-        self._global = int(np.asarray(self.model.state.step))  # one read: a resumed run continues its curves
+        self._global = int(np.asarray(self.model.state.step).reshape(-1)[0])  # one read: a resumed run continues its curves
         self._last_written = self._global
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
-        self._epoch_first_step = int(self.model.fit_position.get("step", 0))
+        self._epoch_first_step = int(self.model.fit_loop.state.step)
         self._epoch_global_start = self._global
 
     def wants_batch_logs(self) -> bool:
@@ -100,9 +102,14 @@ class TensorBoard(Callback):
         self._global = self._global_step()
         train = {f"epoch_{k}": v for k, v in logs.items() if not k.startswith("val_")}
         if self.write_steps_per_second:
-            steps = int(self.model.fit_position.get("step", 0)) - self._epoch_first_step
+            steps = int(self.model.fit_loop.state.step) - self._epoch_first_step
             elapsed = time.perf_counter() - self._epoch_start
             train["epoch_steps_per_second"] = steps / elapsed if elapsed > 0 else 0.0
+        loop = self.model.fit_loop
+        if loop.throughput and loop.throughput[-1]["epoch"] == epoch:  # what the loop measured for this epoch
+            measured = loop.throughput[-1]
+            train.update({f"epoch_{k}": measured[k] for k in ("examples_per_second", "tokens_per_second", "mfu")
+                          if measured.get(k) is not None})
         self._writer("train").add_scalars(train, epoch)
         val = {f"epoch_{k[4:]}": v for k, v in logs.items() if k.startswith("val_")}
         if val:

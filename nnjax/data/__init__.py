@@ -8,15 +8,18 @@ just `{"epoch", "step"}` (`DataIterator.get_state()`).
 from nnjax.data.adapt import adapt, is_source
 from nnjax.data.arrays import ArraySource, epoch_permutation, split_validation
 from nnjax.data.generators import GeneratorSource, from_generator
-from nnjax.data.pipeline import DataIterator, Dataset
+from nnjax.data.pipeline import Dataset
 from nnjax.data.prefetch import group_executions, prefetch_to_device
+from nnjax.data.source import BatchSource, DataIterator, EpochPlan
 from nnjax.data.tfds_source import DatasetUnavailableError, load, tfds
 
 __all__ = [
     "ArraySource",
+    "BatchSource",
     "DataIterator",
     "Dataset",
     "DatasetUnavailableError",
+    "EpochPlan",
     "GeneratorSource",
     "adapt",
     "epoch_permutation",

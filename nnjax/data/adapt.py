@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from nnjax.data.arrays import ArraySource, as_array_tree, check_lengths
 from nnjax.data.generators import GeneratorSource
 from nnjax.data.pipeline import Dataset
 
@@ -21,10 +22,19 @@ def _is_grain_map_dataset(x) -> bool:
     return any(cls.__module__.startswith("grain.") and cls.__name__ == "MapDataset" for cls in type(x).__mro__)
 
 
-def adapt(x, y=None, *, sample_weight=None, batch_size: int | None = None, shuffle: bool = True, seed: int = 0):
-    """A batch source for `x`, or None when `x` is array data (the caller makes an `ArraySource`).
+def is_streaming(x) -> bool:
+    """Whether `x` is a dataset, generator, TFDS or Grain source (anything but in-memory arrays)."""
+    streaming = is_source(x) or inspect.isgenerator(x) or inspect.isgeneratorfunction(x) or hasattr(x, "__next__")
+    return streaming or _is_tfds_data_source(x) or _is_grain_map_dataset(x)
+
+
+def adapt(x, y=None, *, sample_weight=None, batch_size: int | None = None, shuffle: bool = True, seed: int = 0,
+          drop_remainder: bool = False):
+    """A batch source for what `fit`, `evaluate` or `predict` was given.
 
     Accepted:
+      - arrays (NumPy, JAX, nested lists, pytrees of them) with `y` and
+        `sample_weight`: an `ArraySource` (checked: equal lengths, at least one example);
       - a source (`Dataset`, `ArraySource`, `GeneratorSource`, anything with
         `batches` and `steps_per_epoch`): returned as is;
       - a generator function or a generator/iterator yielding `(x, y[, w])`
@@ -38,10 +48,11 @@ def adapt(x, y=None, *, sample_weight=None, batch_size: int | None = None, shuff
         (they yield their own labels), or `batch_size` with a generator (it
         yields whole batches).
     """
-    streaming = is_source(x) or inspect.isgenerator(x) or inspect.isgeneratorfunction(x) or hasattr(x, "__next__")
-    streaming = streaming or _is_tfds_data_source(x) or _is_grain_map_dataset(x)
-    if not streaming:
-        return None
+    if not is_streaming(x):
+        x, y, sample_weight = (as_array_tree(v, n) for v, n in ((x, "x"), (y, "y"), (sample_weight, "sample_weight")))
+        check_lengths(x, y, sample_weight)
+        return ArraySource(x, y, sample_weight, batch_size=32 if batch_size is None else batch_size, shuffle=shuffle, seed=seed,
+                           drop_remainder=drop_remainder)
     for name, value in (("y", y), ("sample_weight", sample_weight)):
         if value is not None:
             raise ValueError(
@@ -66,4 +77,4 @@ def adapt(x, y=None, *, sample_weight=None, batch_size: int | None = None, shuff
     return Dataset(x, batch_size=batch_size or 32, shuffle=shuffle, seed=seed, to_example=to_example, name=name)
 
 
-__all__ = ["adapt", "is_source"]
+__all__ = ["adapt", "is_source", "is_streaming"]

@@ -9,41 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 
-
-def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
-    """The example order of one epoch: a pure function of `(seed, epoch)`.
-
-    Uses NumPy's Philox-free `default_rng([seed, epoch])` so that every data path
-    (host batches, device-resident gathers, resumed runs) agrees on the order.
-    """
-    return np.random.default_rng([int(seed) % (2**63), int(epoch)]).permutation(num_examples)
-
-
-class EpochPlan:
-    """The batch plan shared by every finite source: needs `num_examples`, `batch_size`, `shuffle`,
-    `seed` and `drop_remainder` attributes."""
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Batches per epoch (the same on every process)."""
-        full, rest = divmod(self.num_examples, self.batch_size)
-        return full if (self.drop_remainder or rest == 0) else full + 1
-
-    def order(self, epoch: int) -> np.ndarray:
-        """The global example order of `epoch`: int array `(N,)`."""
-        if not self.shuffle:
-            return np.arange(self.num_examples)
-        return epoch_permutation(self.seed, epoch, self.num_examples)
-
-    def fingerprint(self) -> dict:
-        """What a saved position is only valid for (stored in `DataIterator.get_state()`)."""
-        return {
-            "seed": self.seed,
-            "batch_size": self.batch_size,
-            "num_examples": self.num_examples,
-            "shuffle": self.shuffle,
-            "drop_remainder": self.drop_remainder,
-        }
+from nnjax.data.source import EpochPlan, epoch_permutation
 
 
 @dataclasses.dataclass
@@ -106,11 +72,69 @@ class ArraySource(EpochPlan):
         """The first `min(batch_size, N)` examples, unshuffled (for building and checks)."""
         return self.take(np.arange(min(self.batch_size, self.num_examples)))
 
-    def iterator(self, state: dict | None = None, *, num_epochs: int | None = None):
-        """A `DataIterator` over successive epochs, whose position is `get_state()`/`set_state()`."""
-        from nnjax.data.pipeline import DataIterator
 
-        return DataIterator(self, state, num_epochs=num_epochs)
+def _is_nested_numbers(value) -> bool:
+    """A (nested) Python list of numbers: one array, not a pytree of scalars."""
+    if isinstance(value, (list, tuple)):
+        return len(value) > 0 and all(_is_nested_numbers(v) for v in value)
+    return isinstance(value, (int, float, complex, np.number, np.bool_, bool))
+
+
+def as_array_tree(value, name: str):
+    """Converts array-likes to NumPy: nested lists of numbers become one array; dicts/tuples/lists of arrays
+    (several inputs) keep their structure with each leaf converted.
+
+    Raises:
+      TypeError: for a leaf NumPy cannot convert (ragged rows), naming `name`.
+      ValueError: for a list of `(x, y)` batches, which is not an input.
+    """
+    if value is None:
+        return None
+    if _is_nested_numbers(value):
+        try:
+            return np.asarray(value)
+        except ValueError as err:  # ragged nested lists
+            raise TypeError(f"`{name}` must be an array (rows of one length); got nested lists of different lengths: {err}") from err
+    if (isinstance(value, list) and len(value) > 1 and all(isinstance(v, tuple) and len(v) in (2, 3) for v in value)
+            and all(hasattr(part, "shape") or _is_nested_numbers(part) for v in value for part in v[:2])):
+        raise ValueError(
+            f"`{name}` looks like a list of {len(value)} (x, y) batches; expected arrays. Pass the batches as a generator "
+            "(fit(batches_fn)) or concatenate them into one x and one y"
+        )
+
+    def convert(leaf):
+        if isinstance(leaf, (np.ndarray, jax.Array)):
+            return leaf
+        try:
+            return np.asarray(leaf)
+        except Exception as err:  # noqa: BLE001 - any conversion failure is the user's input
+            raise TypeError(f"`{name}` must be an array (or a pytree of arrays); got {type(leaf).__name__}: {err}") from err
+
+    return jax.tree.map(convert, value)
+
+
+def num_examples(tree, name: str) -> int:
+    lengths = {int(np.shape(a)[0]) if np.ndim(a) else -1 for a in jax.tree.leaves(tree)}
+    if -1 in lengths:
+        raise ValueError(f"`{name}` must have a leading batch axis; received a scalar")
+    if len(lengths) != 1:
+        raise ValueError(f"all arrays in `{name}` must have the same number of examples; received lengths {sorted(lengths)}")
+    return lengths.pop()
+
+
+def check_lengths(x, y, sample_weight) -> int:
+    """Raises ValueError if x, y and sample_weight disagree on the number of examples."""
+    n = num_examples(x, "x")
+    if n == 0:
+        raise ValueError("the dataset is empty: expected at least one example in `x`; received 0 examples")
+    for name, value in (("y", y), ("sample_weight", sample_weight)):
+        if value is not None:
+            m = num_examples(value, name)
+            if m != n:
+                raise ValueError(
+                    f"`x` and `{name}` must have the same number of examples; received x with {n} and {name} with {m}"
+                )
+    return n
 
 
 def split_validation(x, y, sample_weight, validation_split: float):
@@ -134,4 +158,4 @@ def split_validation(x, y, sample_weight, validation_split: float):
     return train, val
 
 
-__all__ = ["ArraySource", "EpochPlan", "epoch_permutation", "split_validation"]
+__all__ = ["ArraySource", "EpochPlan", "as_array_tree", "check_lengths", "epoch_permutation", "num_examples", "split_validation"]

@@ -11,7 +11,6 @@ with `ReadOptions(num_threads=...)`), which read ahead in order.
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import numpy as np
 
-from nnjax.data.arrays import EpochPlan
+from nnjax.data.source import EpochPlan
 
 # Small datasets are decoded once and kept in host memory (TFDS's own advice for data under 1 GB).
 CACHE_BYTES = 1 << 30
@@ -379,16 +378,6 @@ class Dataset(EpochPlan):
         """What a saved position is only valid for (stored in `DataIterator.get_state()`)."""
         return {**super().fingerprint(), "process_count": self.process_count}
 
-    def iterator(self, state: dict | None = None, *, num_epochs: int | None = None) -> DataIterator:
-        """An iterator over the batches of successive epochs, with `get_state`/`set_state`."""
-        return DataIterator(self, state, num_epochs=num_epochs)
-
-    def __iter__(self) -> DataIterator:
-        return self.iterator(num_epochs=1)
-
-    def __len__(self) -> int:
-        return self.steps_per_epoch
-
     def __repr__(self) -> str:
         return (
             f"Dataset({self.name!r}, examples={self.num_examples}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
@@ -432,97 +421,4 @@ def _parallel_map(fn: Callable, items: Sequence, num_threads: int, prefetch: int
         iterator.close()
 
 
-class DataIterator:
-    """Iterates a source's batches across epochs; its position is a small JSON-able dict.
-
-    Args:
-      source: anything with `batches(epoch, start_step)` and `steps_per_epoch`
-        (`Dataset`, `ArraySource`, a restartable `GeneratorSource`).
-      state: a `get_state()` dict to start from (default: epoch 0, step 0).
-      num_epochs: stop after this epoch count (absolute: epochs `0..num_epochs-1`);
-        None runs forever.
-
-    `get_state()` returns `{"epoch", "step", ...}`, the position of the next
-    batch; `set_state(state)` in a fresh iterator then yields exactly the
-    remaining batches.
-
-    Raises:
-      ValueError: from `set_state` if the state was saved for a different
-        dataset (seed, batch size, size, shuffling, process count).
-    """
-
-    def __init__(self, source, state: dict | None = None, *, num_epochs: int | None = None):
-        self.source = source
-        self.num_epochs = num_epochs
-        self.epoch = 0
-        self.step = 0
-        self._batches: Iterator | None = None
-        if state is not None:
-            self.set_state(state)
-
-    def __iter__(self) -> DataIterator:
-        return self
-
-    def __next__(self) -> tuple:
-        while True:
-            if self.num_epochs is not None and self.epoch >= self.num_epochs:
-                raise StopIteration
-            if self._batches is None:
-                self._batches = iter(self.source.batches(self.epoch, self.step))
-            try:
-                batch = next(self._batches)
-            except StopIteration:
-                self._close()
-                if self.step == 0:
-                    raise ValueError(
-                        f"{type(self.source).__name__}: epoch {self.epoch} yielded no batches; expected at least one"
-                    ) from None
-                self.epoch, self.step = self.epoch + 1, 0
-                continue
-            self.step += 1
-            return batch
-
-    def _close(self) -> None:
-        if self._batches is not None and hasattr(self._batches, "close"):
-            self._batches.close()
-        self._batches = None
-
-    def close(self) -> None:
-        """Stops any reader threads (also done when the iterator is garbage-collected)."""
-        self._close()
-
-    def get_state(self) -> dict:
-        """The position of the next batch: `{"epoch", "step"}` plus what the position is valid for."""
-        epoch, step = self.epoch, self.step
-        steps = getattr(self.source, "steps_per_epoch", None)
-        if steps is not None and step >= steps:
-            epoch, step = epoch + 1, 0
-        fingerprint = self.source.fingerprint() if hasattr(self.source, "fingerprint") else {}
-        return {"epoch": int(epoch), "step": int(step), **fingerprint}
-
-    def set_state(self, state: dict) -> None:
-        """Moves to a position from `get_state()` (also after a JSON round trip)."""
-        if isinstance(state, (str, bytes)):
-            state = json.loads(state)
-        if not isinstance(state, dict) or "epoch" not in state or "step" not in state:
-            raise ValueError(f"set_state: expected a dict with 'epoch' and 'step' (from get_state()); got {state!r}")
-        mine = self.source.fingerprint() if hasattr(self.source, "fingerprint") else {}
-        differ = {k: (state[k], v) for k, v in mine.items() if k in state and state[k] != v}
-        if differ:
-            detail = ", ".join(f"{k}: saved {saved!r}, this dataset {current!r}" for k, (saved, current) in differ.items())
-            raise ValueError(f"set_state: the saved position belongs to a different dataset ({detail})")
-        steps = getattr(self.source, "steps_per_epoch", None)
-        epoch, step = int(state["epoch"]), int(state["step"])
-        if epoch < 0 or step < 0 or (steps is not None and step > steps):
-            raise ValueError(f"set_state: position epoch={epoch}, step={step} is outside the dataset ({steps} steps per epoch)")
-        self._close()
-        self.epoch, self.step = epoch, step
-
-    def __del__(self):
-        try:
-            self._close()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass
-
-
-__all__ = ["CACHE_BYTES", "DataIterator", "Dataset", "as_example", "check_consistent", "read_records", "stack_examples"]
+__all__ = ["CACHE_BYTES", "Dataset", "as_example", "check_consistent", "read_records", "stack_examples"]

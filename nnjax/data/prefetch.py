@@ -74,7 +74,7 @@ class prefetch_to_device:  # noqa: N801 - used like a function, as flax's prefet
       size: items placed ahead of the one in use (2: double buffering).
 
     Example:
-      >>> with prefetch_to_device(group_executions(ds.batches(0), 1), put=model._put_batches) as placed:
+      >>> with prefetch_to_device(group_executions(ds.batches(0), 1), put=model.execution.place_batches) as placed:
       ...     for batch in placed:
       ...         ...
     """

@@ -28,8 +28,12 @@ from nnjax.layers.pooling import (
     MaxPooling3D,
 )
 from nnjax.layers.recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
+from nnjax.layers.sequential import LinenLayer, SequentialModule, is_linen
 
 __all__ = [
+    "LinenLayer",
+    "SequentialModule",
+    "is_linen",
     "GRU",
     "LSTM",
     "RNN",

@@ -1,7 +1,7 @@
 """Parallel training: ensembles under `jax.vmap`, sharding over device meshes, `shard_map`, multi-host."""
 
 from nnjax.parallel.ensemble import Ensemble
-from nnjax.parallel.history import EnsembleHistory, plot_ensemble_history
+from nnjax.parallel.history import EnsembleHistory
 from nnjax.parallel.hyperparams import set_hyperparams
 from nnjax.parallel.multihost import initialize, is_main_process, shutdown
 from nnjax.parallel.shard_map import data_parallel_step, pmean_gradients, shard_map_train_step
@@ -25,3 +25,5 @@ __all__ = [
     "shard_map_train_step",
     "shutdown",
 ]
+
+from nnjax.viz.plot_history import plot_ensemble_history  # noqa: E402  (drawn by viz; kept here for users of nj.parallel)

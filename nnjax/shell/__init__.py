@@ -1,6 +1,6 @@
-"""The Keras-style shell: `Model`, `Sequential`."""
+"""The Keras-style shell: `Model` and `Sequential` over the functional core (`nnjax.train`)."""
 
-from nnjax.shell.model import Model, Sequential
-from nnjax.shell.sequential import LinenLayer, SequentialModule
+from nnjax.shell.model import Model
+from nnjax.shell.sequential import Sequential
 
-__all__ = ["LinenLayer", "Model", "Sequential", "SequentialModule"]
+__all__ = ["Model", "Sequential"]

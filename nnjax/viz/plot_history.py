@@ -77,9 +77,9 @@ def plot_history(history, to_file: str | os.PathLike | None = None, metrics=None
       >>> history = model.fit(x, y, validation_split=0.2, epochs=10)
       >>> nj.plot_history(history, to_file="curves.png")
     """
-    if type(history).__name__ == "EnsembleHistory":  # per-member curves: mean, spread and members
-        from nnjax.parallel.history import plot_ensemble_history
+    from nnjax.parallel.history import EnsembleHistory
 
+    if isinstance(history, EnsembleHistory):  # per-member curves: mean, spread and members
         return plot_ensemble_history(history, to_file=to_file, metrics=metrics, dpi=dpi, title=title)
     data, epochs = _as_dict(history)
     data = {k: [float(v) for v in values] for k, values in data.items() if len(values)}
@@ -122,4 +122,71 @@ def plot_history(history, to_file: str | os.PathLike | None = None, metrics=None
     return fig
 
 
-__all__ = ["plot_history"]
+def plot_ensemble_history(
+    history,
+    to_file: str | os.PathLike | None = None,
+    metrics=None,
+    dpi: int = 120,
+    title: str | None = None,
+    members: bool = True,
+):
+    """Draws an ensemble's curves: the mean over members, a band of ± one standard deviation, and each member thinly.
+
+    One panel per metric; training solid blue, validation dashed red.
+
+    Args:
+      history: what `Ensemble.fit` returns (or `ensemble.history`).
+      to_file: a PNG (or any format matplotlib knows, by extension) to write.
+      metrics: names to draw (without "val_"); all of them by default, "loss" first.
+      dpi: resolution of the written file.
+      title: a title over the whole figure.
+      members: also draw every member's own curve.
+
+    Returns:
+      The `matplotlib.figure.Figure` (made without pyplot: no window, no global state).
+
+    Raises:
+      ValueError: if the history is empty or a requested metric is not in it.
+      TypeError: if `history` is not an `EnsembleHistory`.
+
+    Example:
+      >>> nj.parallel.plot_ensemble_history(ens.fit(x, y, epochs=10), to_file="ensemble.png")
+    """
+    from nnjax.parallel.history import EnsembleHistory
+
+    if not isinstance(history, EnsembleHistory):
+        raise TypeError(
+            f"plot_ensemble_history: expected an EnsembleHistory (what Ensemble.fit returns); got {type(history).__name__}"
+        )
+    if not history.history:
+        raise ValueError("plot_ensemble_history: the history is empty: expected at least one epoch; train with fit() first")
+    names = panel_names(history.history, metrics, "plot_ensemble_history")
+    fig, axes = panel_figure(len(names))
+    for name, ax in zip(names, axes, strict=True):
+        for key, label, color, style in ((name, "training", "#1f77b4", "-"), (f"val_{name}", "validation", "#d62728", "--")):
+            if key not in history.history:
+                continue
+            curves = history.curves(key)  # (epochs, size)
+            epochs = (
+                np.asarray(history.epoch[: len(curves)]) + 1
+                if len(history.epoch) >= len(curves)
+                else np.arange(1, len(curves) + 1)
+            )
+            if members:
+                ax.plot(epochs, curves, style, color=color, alpha=0.25, linewidth=0.8)
+            mean, std = curves.mean(axis=1), curves.std(axis=1)
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+            ax.plot(epochs, mean, style, color=color, linewidth=2.0, label=f"{label} (mean ± std of {curves.shape[1]})")
+        ax.set_title(name.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    if to_file is not None:
+        fig.savefig(os.fspath(to_file), dpi=dpi)
+    return fig
+
+
+__all__ = ["panel_figure", "panel_names", "plot_ensemble_history", "plot_history"]

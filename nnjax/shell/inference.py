@@ -1,0 +1,130 @@
+"""Keras's `evaluate` and `predict` for a model: the same execution's programs as `fit`, in inference mode.
+
+Batches stream from the source; each run of equal-size batches is one compiled execution.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from nnjax.callbacks.base import CallbackList
+from nnjax.data.adapt import is_streaming
+from nnjax.train import steps
+from nnjax.train import totals as totals_lib
+from nnjax.train.execution import batch_size_of
+
+
+def format_logs(logs: dict) -> str:
+    """`loss: 0.1234 - accuracy: 0.9000` (an ensemble's arrays as `mean ± std`)."""
+
+    def one(value):
+        value = np.asarray(value)
+        return f"{float(value):.4f}" if value.ndim == 0 else f"{value.mean():.4f} ± {value.std():.4f}"
+
+    return " - ".join(f"{k}: {one(v)}" for k, v in logs.items())
+
+
+class InferenceMixin:
+    """`evaluate`, `predict` and `predict_on_batch` over a model's `execution`."""
+
+    def _evaluate_source(self, source, keep_on_device: bool = False) -> dict:
+        """Loss and metrics over `source`. With `keep_on_device`, in-memory data placed on the device
+        once is reused by the next call with the same source (fit validates every epoch)."""
+        state, execution = self.state, self.execution
+        totals = execution.zero_totals(self.metric_names())
+        cached = self._eval_cache
+        if cached is not None and cached[0] is source:
+            for placed in cached[1]:
+                totals = execution.evaluate(state, totals, placed)
+            return totals_lib.result(totals)
+        kept, group = [], []
+
+        def flush():
+            nonlocal totals
+            placed = execution.place_batches(group)
+            totals = execution.evaluate(state, totals, placed)
+            if keep_on_device:
+                kept.append(placed)
+
+        seen = 0
+        streamed = not hasattr(source, "arrays")
+        for index, batch in enumerate(source.batches(0)):  # streams: one execution per run of equal-size batches
+            if streamed:
+                self._check_batch(batch, f"evaluate (batch {index})")
+            if group and batch_size_of(batch) != batch_size_of(group[0]):
+                flush()
+                group = []
+            group.append(batch)
+            seen += 1
+        if not seen:
+            raise ValueError("evaluate: the dataset yielded no batches: expected at least one; received 0")
+        flush()
+        if keep_on_device and hasattr(source, "arrays"):
+            self._eval_cache = (source, kept)
+        return totals_lib.result(totals)
+
+    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose="auto", sample_weight=None,
+                 steps: int | None = None, callbacks=None, return_dict: bool = False):
+        """Loss and metrics on data, in inference mode.
+
+        Returns:
+          `[loss, *metrics]` (a float when there are no metrics), or a dict with `return_dict=True`.
+        """
+        config = self._require_compiled("evaluate")
+        if y is None and config.loss_fn is None and x is not None and not is_streaming(x):
+            raise ValueError(
+                f"evaluate: `y` is required: loss '{config.loss.name}' compares the outputs with targets; got y=None "
+                "(pass evaluate(x, y), or a dataset that yields (x, y) batches)"
+            )
+        source = self._source(x, y, sample_weight, batch_size, False, "evaluate")
+        self._check_source(source, "evaluate")
+        callback_list = CallbackList(callbacks, model=self, verbose=0)
+        callback_list.call("on_test_begin", None)
+        logs = self._evaluate_source(source)
+        callback_list.call("on_test_end", logs)
+        if verbose == "auto":
+            verbose = 1
+        if verbose:
+            print(format_logs(logs))
+        if return_dict:
+            return logs
+        values = [logs[name] for name in self.metric_names()]
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size: int | None = None, verbose="auto", steps: int | None = None, callbacks=None):
+        """The model's outputs for `x`, in inference mode, as NumPy arrays (`(members, N, ...)` for an ensemble).
+
+        Raises:
+          ValueError: if the model is not built (its input shape is unknown) or `x` is empty.
+        """
+        del verbose, steps, callbacks
+        self._require_built("predict")
+        source = self._source(x, None, None, batch_size, False, "predict")
+        self._check_source(source, "predict")
+        state, execution = self._inference_state(), self.execution
+        axis = 0 if execution.members is None else 1  # the example axis of the outputs
+        outputs, group = [], []
+
+        def flush():
+            xs = execution.place_inputs(jax.tree.map(lambda *a: np.stack(a), *[b[0] for b in group]))
+            out = execution.predict(state, xs)
+            outputs.append(jax.tree.map(lambda a: np.asarray(a).reshape(a.shape[:axis] + (-1,) + a.shape[axis + 2:]), out))
+
+        for batch in source.batches(0):
+            if group and batch_size_of(batch) != batch_size_of(group[0]):
+                flush()
+                group = []
+            group.append(batch)
+        if group:
+            flush()
+        return jax.tree.map(lambda *o: np.concatenate(o, axis=axis), *outputs)
+
+    def predict_on_batch(self, x):
+        """Outputs for one batch (no batching, no checks beyond the layers')."""
+        self._require_built("predict_on_batch")
+        return jax.device_get(jax.jit(steps.predict_step)(self._inference_state(), x))
+
+
+
+__all__ = ["InferenceMixin", "format_logs"]

@@ -1,0 +1,94 @@
+"""Keras's weight methods of a model: `get_weights`, `set_weights`, `save_weights`, `load_weights`, `count_params`.
+
+The weights are read from and written to the `TrainState` when the model has one (after
+`compile`), else to the module: the state is the one place they live during and after training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+class WeightsMixin:
+    """Weight access for `Model` (and `Ensemble`, whose arrays carry a leading member axis)."""
+
+    def _variables(self):
+        """`(params, model_state)` from the train state if there is one, else from the module."""
+        if self._state is not None:
+            state = self.state
+            return state.params, state.model_state
+        _, params, model_state = nnx.split(self._module, nnx.Param, ...)
+        return params, model_state
+
+    def _set_variables(self, params, model_state) -> None:
+        if self._state is not None:
+            self.state = self.execution.place_state(self.state.replace(params=params, model_state=model_state))
+        else:
+            nnx.update(self._module, params, model_state)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Host copies of every variable: trainable leaves, then non-trainable ones."""
+        self._require_built("get_weights")
+        params, model_state = self._variables()
+        return [np.array(a) for a in jax.tree.leaves(params) + jax.tree.leaves(model_state)]
+
+    def set_weights(self, weights: Sequence) -> None:
+        """Replaces every variable, in `get_weights()` order.
+
+        Raises:
+          ValueError: if the count or a shape differs from the model's.
+        """
+        self._require_built("set_weights")
+        params, model_state = self._variables()
+        leaves_p, tree_p = jax.tree.flatten(params)
+        leaves_s, tree_s = jax.tree.flatten(model_state)
+        current = leaves_p + leaves_s
+        weights = list(weights)
+        if len(weights) != len(current):
+            raise ValueError(f'set_weights: model "{self.name}" has {len(current)} weight arrays; received {len(weights)}')
+        new = []
+        for i, (old, w) in enumerate(zip(current, weights)):
+            w = np.asarray(w)
+            if w.shape != tuple(old.shape):
+                raise ValueError(f"set_weights: weight {i} must have shape {tuple(old.shape)}; received shape {w.shape}")
+            new.append(jnp.asarray(w, dtype=old.dtype))
+        self._set_variables(jax.tree.unflatten(tree_p, new[: len(leaves_p)]), jax.tree.unflatten(tree_s, new[len(leaves_p):]))
+
+    def save_weights(self, filepath: str, overwrite: bool = True) -> str:
+        """Writes all variables to the folder `filepath` with Orbax. Returns the absolute path."""
+        from nnjax.checkpoint.pytree import save_pytree
+
+        self._require_built("save_weights")
+        params, model_state = self._variables()
+        return save_pytree(filepath, {"params": params.to_pure_dict(), "model_state": model_state.to_pure_dict()}, overwrite=overwrite)
+
+    def load_weights(self, filepath: str) -> None:
+        """Reads variables written by `save_weights`.
+
+        Raises:
+          FileNotFoundError: if nothing was saved at `filepath`.
+          ValueError: if the saved weights do not match this model.
+        """
+        from nnjax.checkpoint.pytree import restore_pytree
+
+        self._require_built("load_weights")
+        params, model_state = self._variables()
+        target = {"params": params.to_pure_dict(), "model_state": model_state.to_pure_dict()}
+        restored = restore_pytree(filepath, target)
+        nnx.replace_by_pure_dict(params, restored["params"])
+        nnx.replace_by_pure_dict(model_state, restored["model_state"])
+        self._set_variables(params, model_state)
+
+    def count_params(self) -> int:
+        """Scalars in every variable (trainable and not; summed over members for an ensemble)."""
+        self._require_built("count_params")
+        params, model_state = self._variables()
+        return int(sum(np.prod(np.shape(a)) for a in jax.tree.leaves(params) + jax.tree.leaves(model_state)))
+
+
+__all__ = ["WeightsMixin"]
