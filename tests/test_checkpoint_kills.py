@@ -71,7 +71,7 @@ def check_log(lines):
         elif kind == "killed":
             stats["kills"] += 1
             stats["mid_save"] += in_flight is not None
-            stats["swap_window"] += "ckpt.nnjax-new" in value.split()
+            stats["swap_window"] += any(n.startswith("ckpt.nnjax-new") and "orbax-checkpoint-tmp" not in n for n in value.split())
         else:
             raise AssertionError(f"unexpected log line {line!r}")
     return stats

@@ -8,7 +8,7 @@ temporary-folder commit (`<name>.orbax-checkpoint-tmp` renamed to `<name>`):
     <path>/nnjax_uncommitted     present from the first write until the commit (see `folders`)
     <path>/nnjax_manifest.json   size + SHA-256 of every file, written last: the commit point
 
-Overwriting writes `<path>.nnjax-new` and swaps it in by rename once committed
+Every save writes `<path>.nnjax-new-<pid>-<n>` and renames (or swaps) it in once committed
 (`nnjax.checkpoint.folders`): a crash or a full disk at any moment leaves the
 previous checkpoint or the new one readable at `path`.
 
@@ -204,9 +204,9 @@ def prepare_save(state, metadata: dict | None, metrics: dict | None) -> tuple[di
 
 
 def save_target(path: str, *, what: str = "checkpoint save") -> str:
-    """Where a save of `path` writes: `path` itself when nothing is there, else `path.nnjax-new` (swapped in once committed).
+    """Where a save of `path` writes: a fresh `path.nnjax-new-<pid>-<n>`, renamed or swapped into `path` once committed.
 
-    Completes or rolls back an earlier interrupted overwrite of `path` first.
+    Completes or rolls back an earlier interrupted save of `path` first.
 
     Raises:
       ForeignFolderError: if `path` (or a sibling nnjax would use) holds something nnjax did not write.
@@ -214,7 +214,7 @@ def save_target(path: str, *, what: str = "checkpoint save") -> str:
     if os.path.lexists(path) and not folders.is_replaceable(path):
         raise folders.refuse(path, what)
     folders.recover(path, what=what)
-    return path + folders.NEW_SUFFIX if os.path.lexists(path) else path
+    return folders.new_name(path)
 
 
 def start_save(checkpointer, target: str, state, *, metadata: dict, step: int | None, metrics: dict, fsync: bool,
@@ -266,7 +266,7 @@ def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None, s
       step: recorded in the manifest; `int(state.step)` by default when `state` has one.
       metrics: `{name: float}` recorded in the manifest.
       overwrite: replace an existing checkpoint at `path`. The new one is written and
-        committed beside it (`<path>.nnjax-new`), then swapped in by rename: a crash or a
+        committed beside it (`<path>.nnjax-new-*`), then swapped in by rename: a crash or a
         full disk at any moment leaves the previous checkpoint or the new one readable
         (`restore(path)` finds either). Only a folder nnjax wrote (or an empty one) is replaced.
       fsync: flush every file to disk before committing.
@@ -294,8 +294,7 @@ def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None, s
     checkpointer = new_checkpointer()
     error = None
     try:
-        start_save(checkpointer, target, state, metadata=meta, step=step, metrics=metrics, fsync=fsync,
-                   swap_to=path if target != path else None)
+        start_save(checkpointer, target, state, metadata=meta, step=step, metrics=metrics, fsync=fsync, swap_to=path)
         checkpointer.wait_until_finished()
     except Exception as err:
         error = err

@@ -6,18 +6,20 @@ removed after the manifest): only such folders, and the sibling names below, are
 ever deleted or replaced. Anything else in the way stops the save with
 `ForeignFolderError`.
 
-Overwriting `<path>` writes the new checkpoint beside it and swaps:
+Every save of `<path>` writes the new checkpoint beside it, then swaps (or, when
+nothing is at `<path>` yet, renames) it in:
 
-    <path>.nnjax-new/      the new checkpoint, written and committed (manifest) first
+    <path>.nnjax-new-<pid>-<n>/   the new checkpoint, written and committed (manifest) first
     <path>                 then exchanged with it in one `renameat2(RENAME_EXCHANGE)` (Linux),
                            or, where the file system cannot, renamed aside to
-    <path>.nnjax-old/      just before `<path>.nnjax-new` is renamed to `<path>`
+    <path>.nnjax-old/      just before `<path>.nnjax-new-*` is renamed to `<path>`
     <path>.nnjax-trash-*   a replaced checkpoint being deleted
 
-So at every instant a committed checkpoint is at `<path>` or, between the two
-renames of the fallback, at `<path>.nnjax-new` (with the previous one at
-`<path>.nnjax-old`): `resolve` finds it, and `recover` (run before the next save)
-completes or rolls back an interrupted swap.
+The rename into `<path>` is the commit point. So at every instant the last
+committed checkpoint is at `<path>` or, between the two renames of the fallback,
+at `<path>.nnjax-new-*` (with the previous one at `<path>.nnjax-old`): `resolve`
+finds it, and `recover` (run before the next save) completes an interrupted swap
+and removes every other leftover.
 """
 
 from __future__ import annotations
@@ -175,45 +177,70 @@ def swap_into(new: str, path: str) -> None:
     discard(old)
 
 
-def resolve(path: str) -> str:
-    """The folder holding the checkpoint at `path`: `path` itself, or the sibling of a swap caught half-way."""
-    if os.path.lexists(path):
-        return path
-    for candidate in (path + NEW_SUFFIX, path + OLD_SUFFIX):
-        if is_committed(candidate):
-            return candidate
-    return path
+def new_name(path: str) -> str:
+    """A fresh sibling to write a checkpoint of `path` into: `<path>.nnjax-new-<pid>-<n>`.
+
+    Unique per save, so that writes Orbax leaves running after a failed save (TensorStore
+    may still be flushing into its temporary folder) never land in a later save's folders.
+    """
+    return f"{path}{NEW_SUFFIX}-{os.getpid()}-{next(_trash_counter)}"
 
 
-def _temporaries(path: str) -> list[str]:
-    """Orbax temporary folders and nnjax trash folders of `path` and of `path.nnjax-new`."""
-    parent, name = os.path.split(path)
+def _entries(path: str) -> list[str]:
     try:
-        entries = os.listdir(parent)
+        return os.listdir(os.path.dirname(path))
     except OSError:
         return []
-    return [
+
+
+def new_siblings(path: str) -> list[str]:
+    """The `<path>.nnjax-new*` folders (not their Orbax temporaries or trash), newest commit first."""
+    parent, name = os.path.split(path)
+    found = [
         os.path.join(parent, e)
-        for e in entries
-        if e.startswith(
-            (
-                name + TMP_MARKER,
-                name + NEW_SUFFIX + TMP_MARKER,
-                name + TRASH_MARKER,
-                name + NEW_SUFFIX + TRASH_MARKER,
-                name + OLD_SUFFIX + TRASH_MARKER,
-            )
-        )
+        for e in _entries(path)
+        if e.startswith(name + NEW_SUFFIX) and TMP_MARKER not in e and TRASH_MARKER not in e
     ]
+
+    def committed_at(folder):
+        try:
+            return os.lstat(os.path.join(folder, MANIFEST_NAME)).st_mtime_ns
+        except OSError:
+            return -1
+
+    return sorted(found, key=committed_at, reverse=True)
+
+
+def _swap_survivor(path: str) -> str | None:
+    """With nothing at `path`: the checkpoint a swap caught between its two renames leaves, else None.
+
+    Only the fallback's `<path>.nnjax-old` shows such a swap; a committed `<path>.nnjax-new-*`
+    alone is a save that never reached its commit point (the rename into `path`).
+    """
+    old = path + OLD_SUFFIX
+    if not is_committed(old):
+        return None
+    return next((c for c in new_siblings(path) if is_committed(c)), old)
+
+
+def resolve(path: str) -> str:
+    """The folder holding the checkpoint at `path`: `path` itself, or what a swap caught half-way left beside it."""
+    if os.path.lexists(path):
+        return path
+    return _swap_survivor(path) or path
 
 
 def remove_temporaries(path: str) -> None:
-    """Removes what interrupted saves of `path` left: nnjax-marked Orbax temporaries and trash (never anything unmarked)."""
-    new_prefix = os.path.basename(path) + NEW_SUFFIX
-    for full in _temporaries(path):
-        name = os.path.basename(full)
-        ours = TRASH_MARKER in name or name.startswith(new_prefix) or os.path.abspath(full) in _created_here or is_pending(full)
-        if _is_plain_dir(full) and ours:
+    """Removes what interrupted saves of `path` left: Orbax temporaries and trash of nnjax's (never anything unmarked)."""
+    parent, name = os.path.split(path)
+    for entry in _entries(path):
+        full = os.path.join(parent, entry)
+        if not _is_plain_dir(full):
+            continue
+        ours_by_name = entry.startswith((name + NEW_SUFFIX, name + OLD_SUFFIX, name + TRASH_MARKER)) and (
+            TMP_MARKER in entry or TRASH_MARKER in entry
+        )
+        if ours_by_name or (entry.startswith(name + TMP_MARKER) and (os.path.abspath(full) in _created_here or is_pending(full))):
             shutil.rmtree(full, ignore_errors=True)
             _created_here.discard(os.path.abspath(full))
 
@@ -222,16 +249,14 @@ def recover(path: str, *, what: str = "checkpoint save") -> None:
     """Completes (or rolls back) an overwrite of `path` interrupted by a crash, and removes its leftovers.
 
     Raises:
-      ForeignFolderError: if something nnjax did not write sits at `path.nnjax-new` or `path.nnjax-old`.
+      ForeignFolderError: if something nnjax did not write sits at `path.nnjax-new*` or `path.nnjax-old`.
     """
-    new, old = path + NEW_SUFFIX, path + OLD_SUFFIX
     if not os.path.lexists(path):
-        for candidate in (new, old):  # the commit point of an overwrite is the swap: a committed new one wins
-            if is_committed(candidate):
-                os.rename(candidate, path)
-                _fsync_dir(os.path.dirname(path))
-                break
-    for candidate in (new, old):
+        survivor = _swap_survivor(path)
+        if survivor is not None:
+            os.rename(survivor, path)
+            _fsync_dir(os.path.dirname(path))
+    for candidate in [*new_siblings(path), path + OLD_SUFFIX]:
         if os.path.lexists(candidate):
             if not is_owned(candidate) and not (_is_plain_dir(candidate) and not os.listdir(candidate)):
                 raise refuse(candidate, what)
@@ -240,13 +265,8 @@ def recover(path: str, *, what: str = "checkpoint save") -> None:
 
 
 def abandon(target: str, path: str) -> None:
-    """Cleans up after a failed save into `target` (`path` itself, or `path.nnjax-new`); `path`'s checkpoint stays."""
-    if target == path:
-        if is_owned(path) and not is_committed(path):
-            discard(path)
-        remove_temporaries(path)
-    else:
-        recover(path)
+    """Cleans up after a failed save into `target` (a `new_name` of `path`); `path`'s checkpoint stays."""
+    recover(path)
 
 
-__all__ = ["discard", "is_committed", "is_owned", "is_pending", "is_replaceable", "recover", "resolve", "swap_into"]
+__all__ = ["discard", "is_committed", "is_owned", "is_pending", "is_replaceable", "new_name", "recover", "resolve", "swap_into"]

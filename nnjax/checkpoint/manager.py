@@ -1,8 +1,9 @@
 """`CheckpointManager`: numbered checkpoints for a training loop, with retention, async saves and fallback.
 
     <directory>/<step>/                       one committed checkpoint per saved step
-    <directory>/<step>.orbax-checkpoint-tmp   a save in progress (or interrupted: removed at the next start)
-    <directory>/<step>.nnjax-new/             a replacement of <step> (`save(..., force=True)`), swapped in once committed
+    <directory>/<step>.nnjax-new-<pid>-<n>/   a save in progress (Orbax's temporary folder of it, then the folder),
+                                              renamed (or swapped, with `force=True`) to <step> once committed;
+                                              an interrupted one is completed or removed at the next start
     <directory>/quarantine/<step>-<n>/        checkpoints found corrupt, moved aside, never deleted
     <directory>/.nnjax-lock                   held by the open manager: pid and host (see `nnjax.checkpoint.lock`)
 
@@ -164,9 +165,9 @@ class CheckpointManager:
                 elif not folders.is_committed(full):
                     foreign.append(name)
                 continue
-            base = name.split(core.TMP_MARKER)[0].split(folders.TRASH_MARKER)[0]
-            for suffix in (folders.NEW_SUFFIX, folders.OLD_SUFFIX):
-                base = base.removesuffix(suffix)
+            base = name
+            for marker in (core.TMP_MARKER, folders.TRASH_MARKER, folders.NEW_SUFFIX, folders.OLD_SUFFIX):
+                base = base.split(marker)[0]
             if base.isdigit() and base != name:
                 interrupted.add(base)
         if foreign:
@@ -275,7 +276,7 @@ class CheckpointManager:
             self._checkpointer = core.new_checkpointer()
         try:
             core.start_save(self._checkpointer, target, state, metadata=meta, step=step, metrics=metrics, fsync=self.fsync,
-                            swap_to=path if target != path else None)
+                            swap_to=path)
         except Exception as err:
             folders.abandon(target, path)
             raise CheckpointSaveError(f"CheckpointManager: saving {describe(step, path)} failed: {type(err).__name__}: {err}",
