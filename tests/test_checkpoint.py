@@ -242,7 +242,7 @@ def test_background_failure_surfaces_at_next_save_and_earlier_checkpoints_stay(t
     with pytest.raises(CheckpointSaveError, match=r"background save of step 2.*No space left") as info:
         mngr.save(3, {"w": np.full(4, 3.0, np.float32)})
     assert isinstance(info.value.__cause__, OSError) and info.value.step == 2
-    assert sorted(os.listdir(mngr.directory)) == ["1"]  # no temporary or half-committed folder left
+    assert sorted(os.listdir(mngr.directory)) == [".nnjax-lock", "1"]  # no temporary or half-committed folder left
     fail["on"] = False
     assert mngr.restore(target={"w": np.zeros(4, np.float32)}).step == 1
     fail["on"] = True
@@ -269,11 +269,15 @@ def test_interrupted_saves_are_cleaned_up_and_never_listed(tmp_path):
     with CheckpointManager(tmp_path, fsync=False) as mngr:
         mngr.save(1, {"w": np.ones(2)})
     # what a SIGKILL leaves: Orbax's temporary folder, or a renamed folder whose manifest was never written
+    # (both carry the marker nnjax writes when a save starts)
     shutil.copytree(tmp_path / "1", tmp_path / "2.orbax-checkpoint-tmp")
+    os.remove(tmp_path / "2.orbax-checkpoint-tmp" / MANIFEST_NAME)
     shutil.copytree(tmp_path / "1", tmp_path / "3")
     os.remove(tmp_path / "3" / MANIFEST_NAME)
+    for folder in ("2.orbax-checkpoint-tmp", "3"):
+        (tmp_path / folder / "nnjax_uncommitted").write_text("")
     mngr = CheckpointManager(tmp_path)
-    assert mngr.all_steps() == [1] and sorted(os.listdir(tmp_path)) == ["1"]
+    assert mngr.all_steps() == [1] and sorted(os.listdir(tmp_path)) == [".nnjax-lock", "1"]
 
 
 # ---------------------------------------------------------------------------- corruption

@@ -30,6 +30,12 @@ class ModelCheckpoint(Callback):
     weights, the loss or the monitored value are not finite (the save is skipped
     with a warning), so a diverging run leaves its last good checkpoint in place.
 
+    With a fixed `filepath`, each save writes the new checkpoint beside the old one
+    and swaps it in once committed (`nj.checkpoint.save(..., overwrite=True)`): a
+    crash or a full disk mid-save leaves the previous one loadable. A folder that
+    nnjax did not write is never replaced: the save raises
+    `nj.checkpoint.ForeignFolderError` naming it.
+
     Args:
       filepath: the folder to write; may contain `{epoch}` (1-based, as Keras),
         `{batch}` and any logged key, e.g. "ckpt/e{epoch:02d}-{val_loss:.3f}".

@@ -5,12 +5,19 @@ temporary-folder commit (`<name>.orbax-checkpoint-tmp` renamed to `<name>`):
 
     <path>/state/          the arrays (TensorStore, OCDBT)
     <path>/metadata/       a JSON object (data position, callback state, ...)
-    <path>/nnjax_manifest.json   size + SHA-256 of every file, written last
+    <path>/nnjax_uncommitted     present from the first write until the commit (see `folders`)
+    <path>/nnjax_manifest.json   size + SHA-256 of every file, written last: the commit point
+
+Every save writes `<path>.nnjax-new-<pid>-<n>` and renames (or swaps) it in once committed
+(`nnjax.checkpoint.folders`): a crash or a full disk at any moment leaves the
+previous checkpoint or the new one readable at `path`.
 
 Restoring checks, in order and before Orbax reads any array: the manifest
-(every file present, unaltered; no links; no path leaving the folder), Orbax's
-tree metadata (plain key names, known value types, shapes within a cap and
-equal to the target's) and the array shapes TensorStore reports. Nothing is
+(every file present, unaltered; no links; no path leaving the folder), every
+JSON file through a reader bounded in size and nesting depth, Orbax's tree
+metadata (plain key names, known value types, shapes within a cap and equal to
+the target's) and the array shapes and chunk shapes TensorStore reports (a
+chunk larger than its array would make TensorStore allocate it). Nothing is
 unpickled and no module named by a checkpoint is imported.
 """
 
@@ -19,27 +26,31 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import math
 import os
-import shutil
 import threading
 from typing import Any
 
 import jax
 import numpy as np
 
+from nnjax.checkpoint import folders
 from nnjax.checkpoint import manifest as manifest_lib
 from nnjax.checkpoint.errors import (
     CheckpointCorruptError,
     CheckpointMismatchError,
     CheckpointSaveError,
     UntrustedCheckpointError,
+    UnverifiedCheckpointError,
     describe,
 )
 
+log = logging.getLogger(__name__)
+
 STATE_ITEM = "state"
 METADATA_ITEM = "metadata"
-TMP_MARKER = ".orbax-checkpoint-tmp"
+TMP_MARKER = folders.TMP_MARKER
 # Per-array cap on element counts claimed by a checkpoint (raised to the target's largest array if that is bigger).
 DEFAULT_MAX_ELEMENTS = 2**31
 _ARRAY_TYPES = {"jax.Array", "np.ndarray", "scalar"}
@@ -47,23 +58,56 @@ _EMPTY_TYPES = {"None", "Dict", "List", "Tuple", "NamedTuple"}
 
 # Manifest requests, keyed by final folder: filled by `start_save`, consumed by the commit hook.
 _requests: dict[str, tuple] = {}
+_marker_errors: dict[str, OSError] = {}
 _requests_lock = threading.Lock()
 
 
 @functools.cache
 def _temporary_path_class():
-    """Orbax's atomic-rename temporary path, plus the nnjax manifest written right after the rename."""
+    """Orbax's atomic-rename temporary path, marked as nnjax's from its creation and committed by nnjax's manifest."""
     from orbax.checkpoint import path as ocp_path
 
     class ManifestTemporaryPath(ocp_path.atomicity.AtomicRenameTemporaryPath):
+        async def create(self):
+            tmp = await super().create()
+            folder = os.fspath(tmp)
+            folders.created_here(folder)
+            try:
+                await asyncio.to_thread(_mark_pending, folder)
+            except OSError as err:
+                # Raised at the commit instead: failing here would leave Orbax's writers waiting for a signal that never comes.
+                with _requests_lock:
+                    _marker_errors[folder] = err
+            return tmp
+
         async def finalize(self):
+            with _requests_lock:
+                marker_error = _marker_errors.pop(os.fspath(self.get()), None)
+            if marker_error is not None:
+                raise marker_error
             await super().finalize()
             final = os.fspath(self.get_final())
             with _requests_lock:
-                step, metrics, fsync = _requests.pop(final, (None, None, True))
-            await asyncio.to_thread(manifest_lib.write_manifest, final, step=step, metrics=metrics, fsync=fsync)
+                step, metrics, fsync, swap_to = _requests.pop(final, (None, None, True, None))
+            await asyncio.to_thread(_commit, final, step=step, metrics=metrics, fsync=fsync, swap_to=swap_to)
 
     return ManifestTemporaryPath
+
+
+def _mark_pending(folder: str) -> None:
+    with open(os.path.join(folder, manifest_lib.PENDING_NAME), "w", encoding="utf-8") as f:
+        f.write("an nnjax checkpoint being written; not committed until nnjax_manifest.json exists\n")
+
+
+def _commit(final: str, *, step, metrics, fsync: bool, swap_to: str | None) -> None:
+    """The manifest (the commit point of a new folder), then the marker's removal, then the swap over `swap_to`."""
+    manifest_lib.write_manifest(final, step=step, metrics=metrics, fsync=fsync)
+    try:
+        os.remove(os.path.join(final, manifest_lib.PENDING_NAME))
+    except FileNotFoundError:
+        pass
+    if swap_to is not None:
+        folders.swap_into(final, swap_to)
 
 
 def new_checkpointer():
@@ -159,17 +203,35 @@ def prepare_save(state, metadata: dict | None, metrics: dict | None) -> tuple[di
     return meta, manifest_lib._jsonable_metrics(metrics)
 
 
-def start_save(checkpointer, path: str, state, *, metadata: dict, step: int | None, metrics: dict, fsync: bool, force: bool) -> None:
-    """Starts an Orbax save of `state` + `metadata` (from `prepare_save`) to `path`; the manifest is written when Orbax commits."""
+def save_target(path: str, *, what: str = "checkpoint save") -> str:
+    """Where a save of `path` writes: a fresh `path.nnjax-new-<pid>-<n>`, renamed or swapped into `path` once committed.
+
+    Completes or rolls back an earlier interrupted save of `path` first.
+
+    Raises:
+      ForeignFolderError: if `path` (or a sibling nnjax would use) holds something nnjax did not write.
+    """
+    if os.path.lexists(path) and not folders.is_replaceable(path):
+        raise folders.refuse(path, what)
+    folders.recover(path, what=what)
+    return folders.new_name(path)
+
+
+def start_save(checkpointer, target: str, state, *, metadata: dict, step: int | None, metrics: dict, fsync: bool,
+               swap_to: str | None = None) -> None:
+    """Starts an Orbax save of `state` + `metadata` (from `prepare_save`) to the new folder `target`.
+
+    When Orbax commits, nnjax writes the manifest and, with `swap_to`, swaps `target` into that path.
+    """
     import orbax.checkpoint as ocp
 
     with _requests_lock:
-        _requests[path] = (step, metrics, fsync)
+        _requests[target] = (step, metrics, fsync, swap_to)
     try:
-        checkpointer.save(path, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(state),
-                                                           METADATA_ITEM: ocp.args.JsonSave(metadata)}), force=force)
+        checkpointer.save(target, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(state),
+                                                             METADATA_ITEM: ocp.args.JsonSave(metadata)}))
     except BaseException:
-        forget_request(path)
+        forget_request(target)
         raise
 
 
@@ -178,19 +240,15 @@ def forget_request(path: str) -> None:
         _requests.pop(path, None)
 
 
-def remove_uncommitted(path: str) -> None:
-    """Removes `path` if it has no manifest, and every Orbax temporary folder of it (best effort)."""
-    parent, name = os.path.split(path)
+def close_checkpointer(checkpointer, error: BaseException | None) -> BaseException | None:
+    """Closes an Orbax checkpointer; returns the error to report (`error`, else what closing raised)."""
     try:
-        entries = os.listdir(parent)
-    except OSError:
-        return
-    for entry in entries:
-        full = os.path.join(parent, entry)
-        if entry.startswith(name + TMP_MARKER) and os.path.isdir(full) and not os.path.islink(full):
-            shutil.rmtree(full, ignore_errors=True)
-    if os.path.isdir(path) and not os.path.islink(path) and not os.path.lexists(os.path.join(path, manifest_lib.MANIFEST_NAME)):
-        shutil.rmtree(path, ignore_errors=True)
+        checkpointer.close()
+    except Exception as err:  # Orbax re-raises a background failure here, often the one already caught
+        if error is None:
+            return err
+        log.debug("nnjax.checkpoint: closing the checkpointer also failed: %r", err)
+    return error
 
 
 def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None, step: int | None = None,
@@ -207,7 +265,10 @@ def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None, s
       metadata: JSON data stored next to the arrays (read back by `restore(..., return_metadata=True)`).
       step: recorded in the manifest; `int(state.step)` by default when `state` has one.
       metrics: `{name: float}` recorded in the manifest.
-      overwrite: replace an existing checkpoint at `path` (the old one is removed first).
+      overwrite: replace an existing checkpoint at `path`. The new one is written and
+        committed beside it (`<path>.nnjax-new-*`), then swapped in by rename: a crash or a
+        full disk at any moment leaves the previous checkpoint or the new one readable
+        (`restore(path)` finds either). Only a folder nnjax wrote (or an empty one) is replaced.
       fsync: flush every file to disk before committing.
 
     Returns:
@@ -215,30 +276,41 @@ def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None, s
 
     Raises:
       FileExistsError: if `path` exists and `overwrite` is False.
+      ForeignFolderError: if `path` holds files nnjax did not write (nothing is touched).
       TypeError / ValueError: for metadata that is not JSON data or keys that are not plain names.
-      CheckpointSaveError: if writing failed (disk full, I/O error); nothing is left at `path`.
+      CheckpointSaveError: if writing failed (disk full, I/O error); what was at `path` before is intact.
 
     Example:
       >>> nj.checkpoint.save("/tmp/run/ckpt", state, metadata={"epoch": 3})
       >>> state = nj.checkpoint.restore("/tmp/run/ckpt", state)
     """
     path = os.path.abspath(os.fspath(path))
-    if os.path.lexists(path) and not overwrite:
+    if not overwrite and (os.path.lexists(path) or folders.resolve(path) != path):
         raise FileExistsError(f"checkpoint save: {path!r} already exists; pass overwrite=True to replace it")
     if step is None:
         step = state_step(state)
     meta, metrics = prepare_save(state, metadata, metrics)
+    target = save_target(path)
     checkpointer = new_checkpointer()
+    error = None
     try:
-        start_save(checkpointer, path, state, metadata=meta, step=step, metrics=metrics, fsync=fsync, force=overwrite)
+        start_save(checkpointer, target, state, metadata=meta, step=step, metrics=metrics, fsync=fsync, swap_to=path)
         checkpointer.wait_until_finished()
     except Exception as err:
-        forget_request(path)
-        remove_uncommitted(path)
-        raise CheckpointSaveError(f"saving checkpoint {describe(step, path)} failed: {type(err).__name__}: {err}",
-                                  step=step, path=path) from err
-    finally:
-        checkpointer.close()
+        error = err
+    except BaseException:
+        close_checkpointer(checkpointer, None)
+        raise
+    error = close_checkpointer(checkpointer, error)
+    if error is not None:
+        forget_request(target)
+        try:
+            folders.abandon(target, path)
+        except OSError as cleanup_error:
+            log.warning("nnjax.checkpoint: cleaning up after the failed save of %s: %r", path, cleanup_error)
+        raise CheckpointSaveError(f"saving checkpoint {describe(step, path)} failed: {type(error).__name__}: {error}"
+                                  + (" (the previous checkpoint there is intact)" if folders.is_committed(path) else ""),
+                                  step=step, path=path) from error
     return path
 
 
@@ -257,15 +329,31 @@ def _check_elements(shape, cap: int, where: str, step, path) -> None:
                                        "(pass max_elements= to allow larger arrays)", step=step, path=path)
 
 
-def _check_tree_metadata(folder: str, abstract, *, step, cap: int, manifest: dict) -> None:
-    """Refuses a checkpoint whose Orbax metadata is unsafe or does not match `abstract`, before reading any array."""
-    for rel, entry in manifest["files"].items():
-        base = rel.rsplit("/", 1)[-1]
-        if (base.startswith("_") or base.endswith(".json") or "array_metadatas/" in rel or rel == f"{METADATA_ITEM}/{METADATA_ITEM}") \
-                and entry["size"] > manifest_lib.MAX_JSON_BYTES:
-            raise UntrustedCheckpointError(f"checkpoint {describe(step, folder)}: metadata file {rel!r} has {entry['size']} bytes, "
-                                           f"more than {manifest_lib.MAX_JSON_BYTES}", step=step, path=os.path.join(folder, rel))
-    state_dir = os.path.join(folder, STATE_ITEM)
+def _is_json_file(rel: str) -> bool:
+    """Files Orbax or nnjax parse as JSON (the rest are TensorStore's binary data)."""
+    base = rel.rsplit("/", 1)[-1]
+    return base.startswith("_") or base.endswith(".json") or "array_metadatas/" in rel or rel == f"{METADATA_ITEM}/{METADATA_ITEM}"
+
+
+def check_json_files(folder: str, rels, *, step) -> None:
+    """Parses every JSON file of a checkpoint through the bounded reader before Orbax reads it.
+
+    Raises:
+      UntrustedCheckpointError: a file larger than `MAX_JSON_BYTES`, a link.
+      CheckpointCorruptError: invalid JSON, or nested deeper than `MAX_JSON_DEPTH` (Orbax's own
+        reader would raise a bare RecursionError, which no fallback expects).
+    """
+    for rel in sorted(rels):
+        if _is_json_file(rel):
+            manifest_lib.read_json(os.path.join(folder, rel), step=step)
+
+
+def read_tree_metadata(state_dir: str, *, step, cap: int, folder: str) -> dict[tuple[str, ...], dict]:
+    """Orbax's tree metadata of an item folder, checked: `{path: {"shape": tuple | None, "keys": raw keys}}` for its arrays.
+
+    Raises:
+      UntrustedCheckpointError: for key names that are not plain names, unknown value types, absurd shapes.
+    """
     meta_path = os.path.join(state_dir, "_METADATA")
     tree_meta = manifest_lib.read_json(meta_path, step=step)
 
@@ -274,16 +362,17 @@ def _check_tree_metadata(folder: str, abstract, *, step, cap: int, manifest: dic
 
     if not isinstance(tree_meta, dict) or not isinstance(tree_meta.get("tree_metadata"), dict):
         raise bad("has no 'tree_metadata' object")
-    stored: dict[tuple[str, ...], tuple[int, ...] | None] = {}
+    stored: dict[tuple[str, ...], dict] = {}
     for raw_key, entry in tree_meta["tree_metadata"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("key_metadata"), list) or not isinstance(entry.get("value_metadata"), dict):
             raise bad(f"has a malformed entry for {raw_key!r}")
-        names = []
+        names, keys = [], []
         for k in entry["key_metadata"]:
             name = k.get("key") if isinstance(k, dict) else None
             if not _is_plain_name(name):
                 raise bad(f"names the key {name!r}: keys must be plain names (no '/', '..', NUL or absolute paths)")
             names.append(str(name))
+            keys.append(name)
         value = entry["value_metadata"]
         value_type = value.get("value_type")
         if not isinstance(value_type, str) or value_type not in _ARRAY_TYPES | _EMPTY_TYPES:
@@ -296,7 +385,7 @@ def _check_tree_metadata(folder: str, abstract, *, step, cap: int, manifest: dic
         if "write_shape" in value and value["write_shape"] is not None:
             shape = _shape_of(value["write_shape"], f"array {'/'.join(names)!r}", step, folder)
             _check_elements(shape, cap, f"array {'/'.join(names)!r}", step, folder)
-        stored[tuple(names)] = shape
+        stored[tuple(names)] = {"shape": shape, "keys": tuple(keys)}
     array_meta_dir = os.path.join(state_dir, "array_metadatas")
     if os.path.isdir(array_meta_dir):
         for name in sorted(os.listdir(array_meta_dir)):
@@ -312,7 +401,11 @@ def _check_tree_metadata(folder: str, abstract, *, step, cap: int, manifest: dic
                     if meta.get(field) is not None:
                         shape = _shape_of(meta[field], f"array {meta.get('param_name')!r} ({field})", step, folder)
                         _check_elements(shape, cap, f"array {meta.get('param_name')!r} ({field})", step, folder)
-    wanted = {path: leaf for path, leaf in leaf_paths(abstract)}
+    return stored
+
+
+def check_matches(stored: dict, wanted: dict, *, step, folder: str) -> None:
+    """Raises CheckpointMismatchError unless the stored arrays are exactly the target's (`{path: ShapeDtypeStruct}`)."""
     where = f"checkpoint {describe(step, folder)}"
     missing = [p for p in wanted if p not in stored]
     extra = [p for p in stored if p not in wanted]
@@ -324,17 +417,34 @@ def _check_tree_metadata(folder: str, abstract, *, step, cap: int, manifest: dic
             parts.append(f"the checkpoint's arrays {['/'.join(p) for p in extra[:5]]} are not in the target")
         raise CheckpointMismatchError(f"{where} does not match the restore target: " + "; ".join(parts)
                                       + " (a different model, optimizer or nnjax version?)", step=step, path=folder)
-    for p, shape in stored.items():
+    for p, info in stored.items():
         # Orbax's write_shape is the shape of the pieces written (shards, or slices of replicated arrays), at most the array's.
-        expected = tuple(wanted[p].shape)
+        shape, expected = info["shape"], tuple(wanted[p].shape)
         if shape is not None and (len(shape) != len(expected) or any(w > e for w, e in zip(shape, expected, strict=True))):
             raise CheckpointMismatchError(f"{where}: array {'/'.join(p)!r} is written in pieces of shape {tuple(shape)}, which do not fit "
                                           f"the target's shape {expected}", step=step, path=folder)
-    _check_tensorstore_shapes(state_dir, wanted, cap=cap, step=step, folder=folder)
 
 
-def _check_tensorstore_shapes(state_dir: str, wanted: dict, *, cap: int, step, folder: str) -> None:
-    """The shapes and dtypes TensorStore will use (Orbax's metadata), checked against the target."""
+def _check_tree_metadata(folder: str, abstract, *, step, cap: int, manifest: dict) -> None:
+    """Refuses a checkpoint whose Orbax metadata is unsafe or does not match `abstract`, before reading any array."""
+    for rel, entry in manifest["files"].items():
+        if _is_json_file(rel) and entry["size"] > manifest_lib.MAX_JSON_BYTES:
+            raise UntrustedCheckpointError(f"checkpoint {describe(step, folder)}: metadata file {rel!r} has {entry['size']} bytes, "
+                                           f"more than {manifest_lib.MAX_JSON_BYTES}", step=step, path=os.path.join(folder, rel))
+    check_json_files(folder, manifest["files"], step=step)
+    state_dir = os.path.join(folder, STATE_ITEM)
+    stored = read_tree_metadata(state_dir, step=step, cap=cap, folder=folder)
+    wanted = {path: leaf for path, leaf in leaf_paths(abstract)}
+    check_matches(stored, wanted, step=step, folder=folder)
+    check_tensorstore_shapes(state_dir, wanted, cap=cap, step=step, folder=folder)
+
+
+def check_tensorstore_shapes(state_dir: str, wanted: dict, *, cap: int, step, folder: str) -> None:
+    """The shapes, chunk shapes and dtypes TensorStore will use (Orbax's metadata), checked against the target.
+
+    TensorStore allocates a whole chunk to read any part of it: a chunk claimed larger than its
+    array (a crafted `.zarray`) would abort the process (`std::bad_alloc`) instead of raising.
+    """
     import orbax.checkpoint as ocp
     from etils import epath
 
@@ -354,6 +464,13 @@ def _check_tensorstore_shapes(state_dir: str, wanted: dict, *, cap: int, step, f
         names = tuple(key_name(k) for k in path)
         shape = tuple(int(d) for d in meta.shape)
         _check_elements(shape, cap, f"array {'/'.join(names)!r}", step, folder)
+        chunk = getattr(getattr(meta, "storage", None), "chunk_shape", None)
+        if chunk is not None:
+            chunk = tuple(int(d) for d in chunk)
+            if len(chunk) != len(shape) or any(c < 1 or c > max(d, 1) for c, d in zip(chunk, shape, strict=False)):
+                raise CheckpointCorruptError(f"checkpoint {describe(step, folder)}: array {'/'.join(names)!r} of shape {shape} claims "
+                                             f"chunks of shape {chunk}; expected chunks no larger than the array (refusing to let "
+                                             "TensorStore allocate them)", step=step, path=state_dir)
         target = wanted.get(names)
         if target is None:
             continue
@@ -388,6 +505,9 @@ def restore_folder(folder: str, target: Any, *, step: int | None = None, max_ele
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointMismatchError(f"checkpoint {describe(step, folder)} does not match the restore target: {err}",
                                       step=step, path=folder) from err
+    except RecursionError as err:
+        raise CheckpointCorruptError(f"checkpoint {describe(step, folder)}: Orbax cannot read it: RecursionError: {err}",
+                                     step=step, path=folder) from err
     finally:
         reader.close()
     state = restored[STATE_ITEM]
@@ -401,19 +521,33 @@ def restore_folder(folder: str, target: Any, *, step: int | None = None, max_ele
     return state
 
 
-def restore(path: str | os.PathLike, target: Any, *, max_elements: int | None = None, return_metadata: bool = False):
+def restore(path: str | os.PathLike, target: Any, *, max_elements: int | None = None, return_metadata: bool = False,
+            allow_unverified: bool = False):
     """Reads a checkpoint written by `save` onto `target`'s structure, shapes, dtypes and shardings.
 
     `target` may hold arrays (their shardings are kept: restore a checkpoint saved
     on one device straight onto a `NamedSharding` over four, or back) or
     `jax.ShapeDtypeStruct`s with `sharding=`.
 
+    nnjax's checkpoints are verified file by file against their SHA-256 manifest.
+    A plain Orbax checkpoint (written by `ocp.StandardCheckpointer`, or one step
+    of an `ocp.CheckpointManager`, e.g. of `nnx.state(module)`) has no manifest:
+    its bytes cannot be verified, so it is refused unless `allow_unverified=True`;
+    then its metadata still goes through every other check (no links, plain key
+    names, known value types, bounded shapes and chunks) and an
+    `UnverifiedCheckpointWarning` says its integrity was not verified.
+
     Args:
-      path: the checkpoint folder.
+      path: the checkpoint folder. If an overwrite of it was interrupted half-way
+        (`save(..., overwrite=True)`), the committed checkpoint beside it is read.
       target: a `TrainState` or pytree of arrays / `jax.ShapeDtypeStruct`s.
       max_elements: the most elements any array the checkpoint claims may have
         (default 2**31, or the target's largest array if bigger).
-      return_metadata: also return the JSON metadata saved with it.
+      return_metadata: also return the JSON metadata saved with it ({} for a plain Orbax checkpoint).
+      allow_unverified: restore a plain Orbax checkpoint without integrity check
+        (see above). Arrays are matched by path; a trailing `value` (NNX
+        variables) and the `params`/`model_state` split of `Model.save_weights`
+        are looked through.
 
     Returns:
       The restored tree (same type as `target`), or `(tree, metadata)`.
@@ -421,13 +555,30 @@ def restore(path: str | os.PathLike, target: Any, *, max_elements: int | None = 
     Raises:
       FileNotFoundError: if `path` does not exist.
       CheckpointCorruptError: a file is missing, truncated or altered (the error names the step and the file).
+      UnverifiedCheckpointError: a plain Orbax checkpoint, without `allow_unverified=True`.
       UntrustedCheckpointError: links, paths leaving the folder, unknown value types, absurd shapes.
       CheckpointMismatchError: the arrays do not match `target`.
+
+    Example:
+      >>> ocp.StandardCheckpointer().save("/tmp/flax_ckpt", nnx.state(module))  # written by Orbax alone
+      >>> state = nj.checkpoint.restore("/tmp/flax_ckpt", nnx.state(module), allow_unverified=True)
     """
     path = os.path.abspath(os.fspath(path))
-    if not os.path.lexists(path):
+    folder = folders.resolve(path)
+    if not os.path.lexists(folder):
         raise FileNotFoundError(f"checkpoint restore: nothing at {path!r}: expected a folder written by nj.checkpoint.save")
-    return restore_folder(path, target, max_elements=max_elements, return_metadata=return_metadata)
+    if not folders.is_owned(folder) and os.path.isdir(folder) and not os.path.islink(folder):
+        from nnjax.checkpoint import foreign
+
+        if foreign.is_plain_orbax(folder):
+            if not allow_unverified:
+                raise UnverifiedCheckpointError(
+                    f"checkpoint restore: {path!r} is a plain Orbax checkpoint: it has no {manifest_lib.MANIFEST_NAME}, so its files "
+                    "cannot be verified (a truncated or altered file could restore silently wrong values). Pass "
+                    "allow_unverified=True to restore it anyway", path=path)
+            restored = foreign.restore_plain_orbax(folder, target, max_elements=max_elements)
+            return (restored, {}) if return_metadata else restored
+    return restore_folder(folder, target, max_elements=max_elements, return_metadata=return_metadata)
 
 
 def read_metadata(path: str | os.PathLike, *, verify: bool = True) -> dict:
@@ -436,7 +587,7 @@ def read_metadata(path: str | os.PathLike, *, verify: bool = True) -> dict:
     Raises:
       FileNotFoundError, CheckpointCorruptError, UntrustedCheckpointError: as `restore`.
     """
-    path = os.path.abspath(os.fspath(path))
+    path = folders.resolve(os.path.abspath(os.fspath(path)))
     if not os.path.lexists(path):
         raise FileNotFoundError(f"checkpoint: nothing at {path!r}")
     manifest = manifest_lib.verify(path) if verify else manifest_lib.read_manifest(path)

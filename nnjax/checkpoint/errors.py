@@ -39,6 +39,33 @@ class CheckpointSaveError(CheckpointError, RuntimeError):
     """
 
 
+class UnverifiedCheckpointError(UntrustedCheckpointError):
+    """A checkpoint without nnjax's manifest (a plain Orbax one): its bytes cannot be checked.
+
+    `nj.checkpoint.restore(..., allow_unverified=True)` restores it anyway.
+    """
+
+
+class UnverifiedCheckpointWarning(UserWarning):
+    """A checkpoint was restored without verifying its integrity (`allow_unverified=True`)."""
+
+
+class ForeignFolderError(CheckpointError, FileExistsError):
+    """A folder nnjax did not write stands where nnjax would write or delete: nnjax leaves it alone and stops."""
+
+
+class CheckpointLockError(CheckpointError, RuntimeError):
+    """Another process holds the checkpoint directory (two runs would overwrite each other's checkpoints).
+
+    Attributes:
+      holder: what the lock file says about its holder (`{"pid", "host", ...}`), or {} when unknown.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, holder: dict | None = None):
+        super().__init__(message, path=path)
+        self.holder = dict(holder or {})
+
+
 def describe(step: int | None, path: str) -> str:
     """`"step 12 (/ckpt/12)"` or just the path when the step is unknown."""
     return f"step {step} ({path})" if step is not None else str(path)
@@ -47,7 +74,11 @@ def describe(step: int | None, path: str) -> str:
 __all__ = [
     "CheckpointCorruptError",
     "CheckpointError",
+    "CheckpointLockError",
     "CheckpointMismatchError",
     "CheckpointSaveError",
+    "ForeignFolderError",
+    "UnverifiedCheckpointError",
+    "UnverifiedCheckpointWarning",
     "UntrustedCheckpointError",
 ]

@@ -1,12 +1,22 @@
 """`CheckpointManager`: numbered checkpoints for a training loop, with retention, async saves and fallback.
 
     <directory>/<step>/                       one committed checkpoint per saved step
-    <directory>/<step>.orbax-checkpoint-tmp   a save in progress (or interrupted: removed at the next start)
+    <directory>/<step>.nnjax-new-<pid>-<n>/   a save in progress (Orbax's temporary folder of it, then the folder),
+                                              renamed (or swapped, with `force=True`) to <step> once committed;
+                                              an interrupted one is completed or removed at the next start
     <directory>/quarantine/<step>-<n>/        checkpoints found corrupt, moved aside, never deleted
+    <directory>/.nnjax-lock                   held by the open manager: pid and host (see `nnjax.checkpoint.lock`)
 
 A step is committed once its manifest exists (see `nnjax.checkpoint.manifest`).
 Retention runs only after a new step is committed, so a crash at any moment
 leaves at least one committed checkpoint.
+
+The manager deletes only what nnjax wrote (folders with its manifest or its
+`nnjax_uncommitted` marker, and its own temporary names). A directory holding
+step-named folders it did not write (plain Orbax checkpoints, user folders named
+`1/`, `2020/`) is refused with `ForeignFolderError` naming them, before anything
+is touched: a manager never opens such a directory, not even read-only. Restore
+a plain Orbax checkpoint with `nj.checkpoint.restore(path, target, allow_unverified=True)`.
 """
 
 from __future__ import annotations
@@ -14,14 +24,21 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import threading
 import warnings
+import weakref
 from typing import Any, NamedTuple
 
-from nnjax.checkpoint import core
+from nnjax.checkpoint import core, folders
 from nnjax.checkpoint import manifest as manifest_lib
-from nnjax.checkpoint.errors import CheckpointCorruptError, CheckpointSaveError, UntrustedCheckpointError, describe
+from nnjax.checkpoint.errors import (
+    CheckpointCorruptError,
+    CheckpointSaveError,
+    ForeignFolderError,
+    UntrustedCheckpointError,
+    describe,
+)
+from nnjax.checkpoint.lock import DirectoryLock
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +79,14 @@ class CheckpointManager:
       fsync: flush every file to disk before committing a step.
       max_elements: the cap on array sizes a checkpoint may claim (see `restore`).
 
-    Creating a manager removes what interrupted saves left in `directory`
-    (temporary folders, folders without a manifest): use one manager, in one
-    process, per directory.
+    Creating a manager locks `directory` (see `nnjax.checkpoint.lock`): a second
+    process gets `CheckpointLockError` naming the holder's pid and host, until
+    `close`. It then removes what interrupted saves left in `directory` (nnjax's
+    temporary and never-committed folders, never anything else).
+
+    Raises:
+      CheckpointLockError: if another process has the directory open.
+      ForeignFolderError: if the directory holds step-named folders nnjax did not write.
 
     Example:
       >>> with nj.checkpoint.CheckpointManager("/tmp/run", max_to_keep=3) as mngr:
@@ -103,41 +125,68 @@ class CheckpointManager:
         self._lock = threading.RLock()
         self._checkpointer = None
         self._in_flight: int | None = None
+        self._in_flight_target: str | None = None
         self._bad_steps: set[int] = set()
         self._metrics: dict[int, dict] = {}
         self._closed = False
-        self._cleanup()
+        self._release = self._hold_lock()
+        try:
+            self._cleanup()
+        except BaseException:
+            self._release()
+            raise
+
+    def _hold_lock(self):
+        """Takes the directory's lock; returns a once-only release that also runs if the manager is dropped unclosed."""
+        import jax
+
+        if jax.process_count() > 1 and jax.process_index() != 0:
+            return weakref.finalize(self, lambda: None)  # one job's processes share the directory: its first one holds the lock
+        lock = DirectoryLock.acquire(self.directory, what="CheckpointManager")
+        return weakref.finalize(self, lock.release)
 
     # ------------------------------------------------------------------ listing
     def _step_folder(self, step: int) -> str:
         return os.path.join(self.directory, str(int(step)))
 
-    def _scan(self) -> tuple[list[int], list[str]]:
-        """(committed steps ascending, uncommitted entries: tmp folders and step folders without a manifest)."""
-        committed, uncommitted = [], []
-        for name in os.listdir(self.directory):
-            full = os.path.join(self.directory, name)
-            if core.TMP_MARKER in name:
-                uncommitted.append(name)
-            elif name.isdigit() and os.path.isdir(full) and not os.path.islink(full):
-                if os.path.lexists(os.path.join(full, manifest_lib.MANIFEST_NAME)):
-                    committed.append(int(name))
-                else:
-                    uncommitted.append(name)
-        return sorted(committed), uncommitted
+    def _scan(self) -> list[int]:
+        """Committed steps, ascending."""
+        return sorted(int(name) for name in os.listdir(self.directory)
+                      if name.isdigit() and folders.is_committed(os.path.join(self.directory, name)))
 
     def _cleanup(self) -> None:
-        """Removes what interrupted saves left behind (temporary folders, folders never committed)."""
-        _, uncommitted = self._scan()
-        for name in uncommitted:
+        """Removes what interrupted saves left behind; refuses a directory holding step folders nnjax did not write."""
+        foreign, interrupted = [], set()
+        for name in sorted(os.listdir(self.directory)):
             full = os.path.join(self.directory, name)
-            log.info("nnjax.checkpoint: removing the interrupted save %s", full)
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, ignore_errors=True)
+            if name.isdigit():
+                if folders.is_pending(full) and not folders.is_committed(full):
+                    interrupted.add(name)
+                elif not folders.is_committed(full):
+                    foreign.append(name)
+                continue
+            base = name
+            for marker in (core.TMP_MARKER, folders.TRASH_MARKER, folders.NEW_SUFFIX, folders.OLD_SUFFIX):
+                base = base.split(marker)[0]
+            if base.isdigit() and base != name:
+                interrupted.add(base)
+        if foreign:
+            raise ForeignFolderError(
+                f"CheckpointManager: {self.directory!r} holds folders named like steps that nnjax did not write "
+                f"({', '.join(repr(n) for n in foreign[:5])}{', ...' if len(foreign) > 5 else ''}: no {manifest_lib.MANIFEST_NAME}; "
+                f"{os.path.join(self.directory, foreign[0])!r} holds {folders.contents(os.path.join(self.directory, foreign[0]))}). "
+                "A manager never deletes or overwrites what it did not write: give it a directory of its own. To read a plain "
+                "Orbax checkpoint, use nj.checkpoint.restore(path, target, allow_unverified=True)", path=self.directory)
+        for name in sorted(interrupted, key=int):
+            full = os.path.join(self.directory, name)
+            log.info("nnjax.checkpoint: cleaning up the interrupted save of %s", full)
+            folders.recover(full, what="CheckpointManager")
+            if folders.is_pending(full) and not folders.is_committed(full):
+                folders.discard(full)
 
     def all_steps(self) -> list[int]:
         """Committed steps, ascending (their files are not verified here; `restore` does that)."""
-        return self._scan()[0]
+        return self._scan()
 
     def latest_step(self) -> int | None:
         """The newest committed step, or None."""
@@ -218,20 +267,21 @@ class CheckpointManager:
         self._finish_previous()
         path = self._step_folder(step)
         if os.path.lexists(path):
-            if step in self._bad_steps:
+            if step in self._bad_steps and folders.is_owned(path):
                 self._quarantine(step)
             elif not force:
                 return False
+        target = core.save_target(path, what="CheckpointManager.save")
         if self._checkpointer is None:
             self._checkpointer = core.new_checkpointer()
         try:
-            core.start_save(self._checkpointer, path, state, metadata=meta, step=step, metrics=metrics, fsync=self.fsync,
-                            force=os.path.lexists(path))
+            core.start_save(self._checkpointer, target, state, metadata=meta, step=step, metrics=metrics, fsync=self.fsync,
+                            swap_to=path)
         except Exception as err:
-            core.remove_uncommitted(path)
+            folders.abandon(target, path)
             raise CheckpointSaveError(f"CheckpointManager: saving {describe(step, path)} failed: {type(err).__name__}: {err}",
                                       step=step, path=path) from err
-        self._in_flight = step
+        self._in_flight, self._in_flight_target = step, target
         self._metrics.pop(step, None)
         if not self.async_save:
             self._finish_previous()
@@ -239,20 +289,23 @@ class CheckpointManager:
 
     def _finish_previous(self) -> None:
         """Waits for the save in flight; on success applies retention, on failure cleans up and raises."""
-        step = self._in_flight
+        step, target = self._in_flight, self._in_flight_target
         if step is None:
             return
-        self._in_flight = None
+        self._in_flight = self._in_flight_target = None
         try:
             self._checkpointer.wait_until_finished()
         except Exception as err:
             path = self._step_folder(step)
-            core.forget_request(path)
-            core.remove_uncommitted(path)
+            core.forget_request(target)
+            try:
+                folders.abandon(target, path)
+            except OSError as cleanup_error:
+                log.warning("nnjax.checkpoint: cleaning up after the failed save of %s: %r", path, cleanup_error)
             raise CheckpointSaveError(
                 f"CheckpointManager: the background save of {describe(step, path)} failed: {type(err).__name__}: {err}. "
                 f"Earlier checkpoints are intact (latest committed step: {self.latest_step()})", step=step, path=path) from err
-        if not os.path.lexists(os.path.join(self._step_folder(step), manifest_lib.MANIFEST_NAME)):
+        if not folders.is_committed(self._step_folder(step)):
             raise CheckpointSaveError(f"CheckpointManager: the save of step {step} finished without committing its manifest",
                                       step=step, path=self._step_folder(step))
         self._apply_retention()
@@ -265,14 +318,8 @@ class CheckpointManager:
                 self._delete(step)
 
     def _delete(self, step: int) -> None:
-        # Removing the manifest first un-commits the step atomically: a crash mid-delete leaves an
-        # uncommitted folder (cleaned up at the next start), never a committed one with missing files.
-        folder = self._step_folder(step)
-        try:
-            os.remove(os.path.join(folder, manifest_lib.MANIFEST_NAME))
-        except FileNotFoundError:
-            pass
-        shutil.rmtree(folder, ignore_errors=True)
+        # Renamed away first (atomic), so a crash mid-delete never leaves a committed step with missing files.
+        folders.discard(self._step_folder(step))
         self._metrics.pop(step, None)
 
     def _quarantine(self, step: int) -> str:
@@ -298,16 +345,25 @@ class CheckpointManager:
             self._finish_previous()
 
     def close(self) -> None:
-        """Waits for the save in flight (raising its error, if any) and releases Orbax's threads."""
+        """Waits for the save in flight (raising its error, if any), releases Orbax's threads and the directory's lock."""
         if self._closed:
             return
+        error = None
         try:
             self.wait_until_finished()
-        finally:
-            self._closed = True
-            if self._checkpointer is not None:
-                self._checkpointer.close()
-                self._checkpointer = None
+        except BaseException as err:
+            error = err
+        self._closed = True
+        if self._checkpointer is not None:
+            checkpointer, self._checkpointer = self._checkpointer, None
+            closing_error = core.close_checkpointer(checkpointer, error)
+            if error is None and closing_error is not None:
+                error = CheckpointSaveError(f"CheckpointManager({self.directory!r}): closing the checkpointer failed: "
+                                            f"{type(closing_error).__name__}: {closing_error}", path=self.directory)
+                error.__cause__ = closing_error
+        self._release()
+        if error is not None:
+            raise error
 
     def _check_open(self) -> None:
         if self._closed:
@@ -375,11 +431,21 @@ class CheckpointManager:
             + "; ".join(f"step {s}: {reason}" for s, reason in skipped), step=candidates[-1], path=self.directory)
 
     def delete_all(self) -> None:
-        """Deletes every checkpoint (committed or not) and the folder if it ends up empty; keeps `quarantine/`."""
-        self.wait_until_finished()
-        for step in self.all_steps():
-            self._delete(step)
-        self._cleanup()
+        """Deletes every checkpoint (committed or not) and the folder if it ends up empty; keeps `quarantine/`.
+
+        Closes the manager (it takes the directory's lock again for this if it was closed already).
+        """
+        if self._closed:
+            self._release = self._hold_lock()
+        else:
+            self.wait_until_finished()
+        try:
+            for step in self.all_steps():
+                self._delete(step)
+            self._cleanup()
+        finally:
+            self._closed = False
+            self.close()
         try:
             os.rmdir(self.directory)
         except OSError:

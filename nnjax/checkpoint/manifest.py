@@ -24,20 +24,37 @@ from typing import Any
 from nnjax.checkpoint.errors import CheckpointCorruptError, UntrustedCheckpointError, describe
 
 MANIFEST_NAME = "nnjax_manifest.json"
+# Written into Orbax's temporary folder when a save starts, removed once the manifest exists: a folder
+# carrying it was written by nnjax and never committed, so nnjax may delete it. Never listed in a manifest.
+PENDING_NAME = "nnjax_uncommitted"
 FORMAT = "nnjax.checkpoint"
 VERSION = 1
 # Caps on what a checkpoint may claim, checked before anything is read into memory.
 MAX_JSON_BYTES = 64 << 20
 MAX_FILES = 100_000
+MAX_JSON_DEPTH = 128
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
 
+def json_depth(value: Any) -> int:
+    """How deeply lists and dicts nest in parsed JSON (a scalar is 0), computed without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
 def read_json(path: str, *, step: int | None = None, limit: int = MAX_JSON_BYTES) -> Any:
-    """Parses a JSON file of at most `limit` bytes that is a regular file, not a link.
+    """Parses a JSON file of at most `limit` bytes, nested at most `MAX_JSON_DEPTH` deep, that is a regular file, not a link.
 
     Raises:
-      CheckpointCorruptError: if the file is missing or is not valid JSON.
+      CheckpointCorruptError: if the file is missing, is not valid JSON or nests deeper than `MAX_JSON_DEPTH`.
       UntrustedCheckpointError: if it is a link, not a regular file, or too large.
     """
     try:
@@ -53,10 +70,15 @@ def read_json(path: str, *, step: int | None = None, limit: int = MAX_JSON_BYTES
     with open(path, "rb") as f:
         raw = f.read(min(info.st_size, limit) + 1)
     try:
-        return json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise CheckpointCorruptError(f"checkpoint {describe(step, os.path.dirname(path))}: {path!r} is not valid JSON ({err})",
-                                     step=step, path=path) from err
+        raise CheckpointCorruptError(f"checkpoint {describe(step, os.path.dirname(path))}: {path!r} is not valid JSON "
+                                     f"({type(err).__name__}: {str(err)[:200]})", step=step, path=path) from err
+    depth = json_depth(data)
+    if depth > MAX_JSON_DEPTH:
+        raise CheckpointCorruptError(f"checkpoint {describe(step, os.path.dirname(path))}: {path!r} nests lists/objects {depth} deep; "
+                                     f"expected at most {MAX_JSON_DEPTH}", step=step, path=path)
+    return data
 
 
 def is_safe_relpath(rel: Any) -> bool:
@@ -139,7 +161,7 @@ def write_manifest(folder: str, *, step: int | None, metrics: dict | None = None
     files = {}
     dirs = set()
     for rel, full in sorted(scan_files(folder, step=step).items()):
-        if rel == MANIFEST_NAME or rel.startswith(MANIFEST_NAME + "."):
+        if rel == MANIFEST_NAME or rel.startswith(MANIFEST_NAME + ".") or rel == PENDING_NAME:
             continue
         size, sha = _hash_file(full, fsync=fsync)
         files[rel] = {"size": size, "sha256": sha}
@@ -157,7 +179,7 @@ def write_manifest(folder: str, *, step: int | None, metrics: dict | None = None
             _fsync_dir(d)
     tmp = os.path.join(folder, MANIFEST_NAME + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.write(json.dumps(manifest, indent=1, sort_keys=True))  # one write: a full disk fails it whole
         f.flush()
         if fsync:
             os.fsync(f.fileno())
@@ -189,7 +211,7 @@ def _check_schema(manifest: Any, path: str, step: int | None) -> dict:
     if not isinstance(files, dict) or len(files) > MAX_FILES:
         raise bad(f"must list at most {MAX_FILES} files as {{path: {{size, sha256}}}}")
     for rel, entry in files.items():
-        if not is_safe_relpath(rel) or rel == MANIFEST_NAME:
+        if not is_safe_relpath(rel) or rel in (MANIFEST_NAME, PENDING_NAME):
             raise bad(f"names the path {rel!r}, which is not a plain relative path inside the checkpoint folder")
         if (not isinstance(entry, dict) or isinstance(entry.get("size"), bool) or not isinstance(entry.get("size"), int)
                 or entry["size"] < 0 or not isinstance(entry.get("sha256"), str) or not _SHA256.match(entry["sha256"])):
@@ -240,6 +262,7 @@ def verify(folder: str, *, step: int | None = None) -> dict:
     where = f"checkpoint {describe(step, folder)}"
     actual = scan_files(folder, step=step)
     actual.pop(MANIFEST_NAME, None)
+    actual.pop(PENDING_NAME, None)  # a commit interrupted between the manifest and the marker's removal
     listed = manifest["files"]
     for rel in sorted(listed):
         if rel not in actual:
@@ -267,4 +290,4 @@ def finite_metric(manifest: dict, name: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-__all__ = ["MANIFEST_NAME", "finite_metric", "read_json", "read_manifest", "verify", "write_manifest"]
+__all__ = ["MANIFEST_NAME", "PENDING_NAME", "finite_metric", "json_depth", "read_json", "read_manifest", "verify", "write_manifest"]

@@ -17,8 +17,11 @@ import warnings
 class PreemptionGuard:
     """Records SIGTERM (or other signals) instead of dying, while installed.
 
-    A second signal while the first is pending restores the previous handler
-    and re-delivers the signal, so a stuck job can still be terminated.
+    Repeated signals are counted (`count`) and ignored while the guard is
+    installed: schedulers and users often send SIGTERM twice, and the second must
+    not kill the checkpoint being written for the first. Uninstall the guard once
+    that checkpoint is committed; a stuck job still dies by SIGKILL (which
+    schedulers send when the grace period ends) or by SIGINT.
 
     Args:
       signals: the signals to catch (default: SIGTERM).
@@ -36,6 +39,7 @@ class PreemptionGuard:
     def __init__(self, signals=(signal.SIGTERM,)):
         self.signals = tuple(signals)
         self.received: int | None = None
+        self.count = 0
         self._previous: dict = {}
 
     @property
@@ -44,15 +48,9 @@ class PreemptionGuard:
         return self.received is not None
 
     def _handler(self, signum, frame):
-        if self.received is not None:
-            previous = self._previous.get(signum, signal.SIG_DFL)
-            self.uninstall()
-            if callable(previous):
-                previous(signum, frame)
-            else:
-                signal.raise_signal(signum)
-            return
-        self.received = signum
+        self.count += 1
+        if self.received is None:
+            self.received = signum
 
     def install(self) -> bool:
         """Installs the handlers; returns False (with a warning) outside the main thread, where Python cannot."""
