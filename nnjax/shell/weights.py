@@ -67,8 +67,13 @@ class WeightsMixin:
         params, model_state = self._variables()
         return save_pytree(filepath, {"params": params.to_pure_dict(), "model_state": model_state.to_pure_dict()}, overwrite=overwrite)
 
-    def load_weights(self, filepath: str) -> None:
+    def load_weights(self, filepath: str, *, allow_unverified: bool = False) -> None:
         """Reads variables written by `save_weights`.
+
+        Args:
+          filepath: the folder `save_weights` wrote.
+          allow_unverified: also load a plain Orbax checkpoint (e.g. of `nnx.state(module)`), whose integrity
+            cannot be verified (see `nj.checkpoint.restore`).
 
         Raises:
           FileNotFoundError: if nothing was saved at `filepath`.
@@ -79,7 +84,7 @@ class WeightsMixin:
         self._require_built("load_weights")
         params, model_state = self._variables()
         target = {"params": params.to_pure_dict(), "model_state": model_state.to_pure_dict()}
-        restored = restore_pytree(filepath, target)
+        restored = restore_pytree(filepath, target, allow_unverified=allow_unverified)
         nnx.replace_by_pure_dict(params, restored["params"])
         nnx.replace_by_pure_dict(model_state, restored["model_state"])
         self._set_variables(params, model_state)
