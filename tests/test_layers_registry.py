@@ -105,6 +105,34 @@ CASES = [
     Case("maximum", lambda: L.Maximum(), ([f32(2, 3, 4), f32(2, 3, 4)],), (2, 3, 4), sequential=False),
     Case("minimum", lambda: L.Minimum(), ([f32(2, 3, 4), f32(2, 3, 4)],), (2, 3, 4), sequential=False),
     Case("concatenate", lambda: L.Concatenate(), ([f32(2, 3, 4), f32(2, 3, 2)],), (2, 3, 6), sequential=False),
+    # activation layers
+    Case("relu", lambda: L.ReLU(max_value=1.0, negative_slope=0.1, threshold=0.2), (f32(4, 3),), (4, 3)),
+    Case("leaky_relu", lambda: L.LeakyReLU(), (f32(4, 3),), (4, 3)),
+    Case("prelu", lambda: L.PReLU(alpha_initializer="random_uniform", shared_axes=[1]), (SEQ,), (2, 5, 3)),
+    Case("elu", lambda: L.ELU(0.5), (f32(4, 3),), (4, 3)),
+    Case("softmax", lambda: L.Softmax(axis=1), (SEQ,), (2, 5, 3)),
+    Case("softmax_mask", lambda: L.Softmax(), (SEQ,), (2, 5, 3), kwargs={"mask": np.arange(15).reshape(1, 5, 3) % 2 == 0},
+         sequential=False),
+    Case("identity", lambda: L.Identity(), (SEQ,), (2, 5, 3)),
+    # reshaping layers
+    Case("repeat_vector", lambda: L.RepeatVector(3), (f32(2, 4),), (2, 3, 4)),
+    Case("permute", lambda: L.Permute((2, 1)), (SEQ,), (2, 3, 5)),
+    Case("time_distributed", lambda: L.TimeDistributed(L.Dense(4)), (SEQ,), (2, 5, 4)),
+    Case("time_distributed_dropout", lambda: L.TimeDistributed(L.Dropout(0.5)), (SEQ,), (2, 5, 3), training=True),
+    Case("up_sampling1d", lambda: L.UpSampling1D(), (SEQ,), (2, 10, 3)),
+    Case("up_sampling2d", lambda: L.UpSampling2D((2, 3)), (IMG,), (2, 18, 27, 3)),
+    Case("up_sampling2d_bilinear", lambda: L.UpSampling2D(interpolation="bilinear"), (IMG,), (2, 18, 18, 3)),
+    Case("up_sampling3d", lambda: L.UpSampling3D(), (VOL,), (2, 8, 8, 8, 3)),
+    Case("zero_padding1d", lambda: L.ZeroPadding1D((1, 2)), (SEQ,), (2, 8, 3)),
+    Case("zero_padding2d", lambda: L.ZeroPadding2D(((1, 0), (2, 3))), (IMG,), (2, 10, 14, 3)),
+    Case("zero_padding3d", lambda: L.ZeroPadding3D(), (VOL,), (2, 6, 6, 6, 3)),
+    Case("cropping1d", lambda: L.Cropping1D(), (SEQ,), (2, 3, 3)),
+    Case("cropping2d", lambda: L.Cropping2D(((1, 2), (0, 3))), (IMG,), (2, 6, 6, 3)),
+    Case("cropping3d", lambda: L.Cropping3D(), (VOL,), (2, 2, 2, 2, 3)),
+    # image preprocessing
+    Case("rescaling", lambda: L.Rescaling(1 / 255, offset=-0.5), (IMG,), (2, 9, 9, 3)),
+    Case("center_crop", lambda: L.CenterCrop(4, 5), (IMG,), (2, 4, 5, 3)),
+    Case("resizing", lambda: L.Resizing(4, 12), (IMG,), (2, 4, 12, 3)),
 ]
 
 

@@ -6,6 +6,7 @@ randomness from an explicit `key=` (the training step passes `fold_in(state.rng,
 `Sequential` gives layer i `fold_in(key, i)`).
 """
 
+from nnjax.layers.activation import ELU, Identity, LeakyReLU, PReLU, ReLU, Softmax
 from nnjax.layers.attention import MultiHeadAttention
 from nnjax.layers.base import Layer
 from nnjax.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D
@@ -27,12 +28,24 @@ from nnjax.layers.pooling import (
     MaxPooling2D,
     MaxPooling3D,
 )
+from nnjax.layers.preprocessing import CenterCrop, Rescaling, Resizing
 from nnjax.layers.recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
+from nnjax.layers.reshaping import (
+    Cropping1D,
+    Cropping2D,
+    Cropping3D,
+    Permute,
+    RepeatVector,
+    UpSampling1D,
+    UpSampling2D,
+    UpSampling3D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+    ZeroPadding3D,
+)
+from nnjax.layers.wrappers import TimeDistributed
 
 __all__ = [
-    "GRU",
-    "LSTM",
-    "RNN",
     "Activation",
     "Add",
     "Average",
@@ -41,16 +54,22 @@ __all__ = [
     "AveragePooling3D",
     "BatchNormalization",
     "Bidirectional",
+    "CenterCrop",
     "Concatenate",
     "Conv1D",
     "Conv1DTranspose",
     "Conv2D",
     "Conv2DTranspose",
     "Conv3D",
+    "Cropping1D",
+    "Cropping2D",
+    "Cropping3D",
     "Dense",
     "Dropout",
+    "ELU",
     "Embedding",
     "Flatten",
+    "GRU",
     "GRUCell",
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
@@ -58,11 +77,14 @@ __all__ = [
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
     "GlobalMaxPooling3D",
+    "Identity",
     "Input",
     "InputLayer",
+    "LSTM",
     "LSTMCell",
     "Layer",
     "LayerNormalization",
+    "LeakyReLU",
     "MaxPooling1D",
     "MaxPooling2D",
     "MaxPooling3D",
@@ -70,8 +92,23 @@ __all__ = [
     "Minimum",
     "MultiHeadAttention",
     "Multiply",
+    "PReLU",
+    "Permute",
+    "RNN",
+    "ReLU",
+    "RepeatVector",
+    "Rescaling",
     "Reshape",
+    "Resizing",
     "SimpleRNN",
     "SimpleRNNCell",
+    "Softmax",
     "Subtract",
+    "TimeDistributed",
+    "UpSampling1D",
+    "UpSampling2D",
+    "UpSampling3D",
+    "ZeroPadding1D",
+    "ZeroPadding2D",
+    "ZeroPadding3D",
 ]

@@ -1,0 +1,75 @@
+"""TimeDistributed: applies a layer to every time step of a sequence."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from nnjax.layers.base import Layer, shape_str
+
+
+class TimeDistributed(Layer):
+    """Applies `layer` to each slice `x[:, t]` of a `(batch, time, ...)` input, with the same weights.
+
+    The time axis is folded into the batch axis (`(batch * time, ...)`), the layer runs once, and
+    the result is unfolded: one kernel launch instead of one per step. For layers whose output for
+    an example depends only on that example (Dense, Conv2D, Dropout, ...) this is exactly Keras's
+    per-step loop. A layer that mixes the batch (BatchNormalization in training) sees statistics
+    over all `batch * time` slices at once, where Keras's loop takes one step at a time.
+
+    Args:
+      layer: an nnjax `Layer` (built on the first call from the shape of one time step).
+
+    Input `(batch, time, *inner_input)`; output `(batch, time, *inner_output)`.
+    """
+
+    _checked_axes = ()
+    _jit_eager_calls = True
+    _min_ndim = 3
+
+    def __init__(self, layer: Layer, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(layer, Layer):
+            raise ValueError(
+                f'TimeDistributed "{self.name}": `layer` must be an nnjax Layer (nj.layers.*); '
+                f"received {type(layer).__name__}"
+            )
+        self.layer = layer
+
+    def first_sublayer(self) -> Layer | None:
+        return self.layer
+
+    def check_host_inputs(self, x) -> None:
+        shape = jnp.shape(x)
+        if len(shape) >= 2:
+            self.layer.check_host_inputs(jnp.reshape(x, (-1,) + tuple(shape[2:])))
+
+    @staticmethod
+    def _fold(shape):
+        return (shape[0] * shape[1] if shape[0] is not None and shape[1] is not None else None,) + tuple(shape[2:])
+
+    def build(self, input_shape, key):
+        self.layer.ensure_built(self._fold(input_shape), key)
+
+    def _check_input(self, x) -> None:
+        if x.ndim < 3:
+            raise ValueError(
+                f'Input 0 of layer "{self.name}" is incompatible with the layer: expected min_ndim=3 '
+                f"(batch, time, ...), found ndim={x.ndim}. Full shape received: {shape_str(x.shape)}"
+            )
+
+    def call(self, x, *, training=False, key=None):
+        batch, time = x.shape[0], x.shape[1]
+        flat = jnp.reshape(x, (batch * time,) + tuple(x.shape[2:]))
+        y = self.layer(flat, training=training, key=key)
+        return jax.tree.map(lambda a: jnp.reshape(a, (batch, time) + tuple(a.shape[1:])), y)
+
+    def compute_output_shape(self, input_shape):
+        inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
+        return (input_shape[0], input_shape[1]) + tuple(inner[1:])
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "layer": self.layer.get_config()}
+
+
+__all__ = ["TimeDistributed"]
