@@ -118,6 +118,51 @@ ROWS = [
         lambda: L.Resizing(4, 8, pad_to_aspect_ratio=True, fill_value=0.5), IMG),
     Row("resizing_channels_first", lambda: keras.layers.Resizing(4, 3, data_format="channels_first"),
         lambda: L.Resizing(4, 3, data_format="channels_first"), f32(2, 3, 6, 7)),
+    # normalization
+    Row("group_normalization", lambda: keras.layers.GroupNormalization(2, beta_initializer="random_normal",
+                                                                     gamma_initializer="random_normal"),
+        lambda: L.GroupNormalization(2), f32(2, 5, 4, 6), {"gamma": "gamma", "beta": "beta"}),
+    Row("group_normalization_instance", lambda: keras.layers.GroupNormalization(-1), lambda: L.GroupNormalization(-1),
+        f32(2, 5, 6), {"gamma": "gamma", "beta": "beta"}),
+    Row("group_normalization_axis1", lambda: keras.layers.GroupNormalization(3, axis=1, center=False),
+        lambda: L.GroupNormalization(3, axis=1, center=False), f32(2, 6, 4, 3), {"gamma": "gamma"}),
+    Row("rms_normalization", lambda: keras.layers.RMSNormalization(), lambda: L.RMSNormalization(), SEQ, {"scale": "scale"}),
+    Row("rms_normalization_eps", lambda: keras.layers.RMSNormalization(epsilon=0.1), lambda: L.RMSNormalization(epsilon=0.1),
+        f32(2, 6, 3, scale=0.3), {"scale": "scale"}),
+    Row("unit_normalization", lambda: keras.layers.UnitNormalization(), lambda: L.UnitNormalization(), SEQ),
+    Row("unit_normalization_axes", lambda: keras.layers.UnitNormalization(axis=[1, 2]), lambda: L.UnitNormalization(axis=[1, 2]),
+        SEQ),
+    # depthwise and separable convolutions
+    Row("depthwise_conv1d", lambda: keras.layers.DepthwiseConv1D(3, depth_multiplier=2, bias_initializer="random_normal"),
+        lambda: L.DepthwiseConv1D(3, depth_multiplier=2), f32(2, 8, 3), {"kernel": "kernel", "bias": "bias"}),
+    Row("depthwise_conv1d_same_strided", lambda: keras.layers.DepthwiseConv1D(4, strides=2, padding="same"),
+        lambda: L.DepthwiseConv1D(4, strides=2, padding="same"), f32(2, 9, 3), {"kernel": "kernel", "bias": "bias"}),
+    Row("depthwise_conv2d", lambda: keras.layers.DepthwiseConv2D(3, bias_initializer="random_normal", activation="relu"),
+        lambda: L.DepthwiseConv2D(3, activation="relu"), IMG, {"kernel": "kernel", "bias": "bias"}),
+    Row("depthwise_conv2d_dilated", lambda: keras.layers.DepthwiseConv2D((2, 3), depth_multiplier=3, dilation_rate=2,
+                                                                       padding="same", use_bias=False),
+        lambda: L.DepthwiseConv2D((2, 3), depth_multiplier=3, dilation_rate=2, padding="same", use_bias=False), IMG,
+        {"kernel": "kernel"}),
+    Row("depthwise_conv2d_channels_first", lambda: keras.layers.DepthwiseConv2D(3, strides=2, data_format="channels_first"),
+        lambda: L.DepthwiseConv2D(3, strides=2, data_format="channels_first"), f32(2, 3, 7, 8), {"kernel": "kernel", "bias": "bias"}),
+    Row("separable_conv1d", lambda: keras.layers.SeparableConv1D(4, 3, depth_multiplier=2, bias_initializer="random_normal"),
+        lambda: L.SeparableConv1D(4, 3, depth_multiplier=2), f32(2, 8, 3),
+        {"depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel", "bias": "bias"}),
+    Row("separable_conv2d", lambda: keras.layers.SeparableConv2D(5, 3, strides=2, padding="same", activation="tanh"),
+        lambda: L.SeparableConv2D(5, 3, strides=2, padding="same", activation="tanh"), IMG,
+        {"depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel", "bias": "bias"}),
+    Row("separable_conv2d_dilated", lambda: keras.layers.SeparableConv2D(2, 2, dilation_rate=2, use_bias=False),
+        lambda: L.SeparableConv2D(2, 2, dilation_rate=2, use_bias=False), IMG,
+        {"depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel"}),
+    # stochastic layers in inference, and ActivityRegularization: the identity
+    Row("spatial_dropout1d_inference", lambda: keras.layers.SpatialDropout1D(0.5), lambda: L.SpatialDropout1D(0.5), SEQ),
+    Row("spatial_dropout2d_inference", lambda: keras.layers.SpatialDropout2D(0.5), lambda: L.SpatialDropout2D(0.5), IMG),
+    Row("spatial_dropout3d_inference", lambda: keras.layers.SpatialDropout3D(0.5), lambda: L.SpatialDropout3D(0.5), VOL),
+    Row("gaussian_noise_inference", lambda: keras.layers.GaussianNoise(0.5), lambda: L.GaussianNoise(0.5), SEQ),
+    Row("gaussian_dropout_inference", lambda: keras.layers.GaussianDropout(0.5), lambda: L.GaussianDropout(0.5), SEQ),
+    Row("alpha_dropout_inference", lambda: keras.layers.AlphaDropout(0.5), lambda: L.AlphaDropout(0.5), SEQ),
+    Row("activity_regularization", lambda: keras.layers.ActivityRegularization(0.1, 0.2),
+        lambda: L.ActivityRegularization(0.1, 0.2), SEQ),
 ]
 
 
@@ -160,7 +205,7 @@ def run_nnjax(layer, x, kwargs, cotangent):
     graphdef, params, rest = nnx.split(layer, nnx.Param, ...)
 
     def objective(params, x):
-        out = nnx.merge(graphdef, params, rest)(x, **kwargs)
+        out = nnx.merge(graphdef, params, rest, copy=True)(x, **kwargs)
         return jnp.sum(out * cotangent), out
 
     (_, out), (dparams, dx) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(params, jnp.asarray(x))
@@ -195,3 +240,95 @@ def test_matches_keras(row):
             if kname in kgrads:
                 np.testing.assert_allclose(_grad_at(dparams, attr), np.asarray(kgrads[kname]), rtol=row.atol, atol=row.atol,
                                            err_msg=f"{row.id}: gradient of {attr}")
+
+
+def test_activity_regularization_penalty_matches_keras_losses():
+    x = f32(4, 6, 3)
+    klayer = keras.layers.ActivityRegularization(l1=0.01, l2=0.03)
+    klayer(x)
+    layer = L.ActivityRegularization(l1=0.01, l2=0.03)
+    y = layer(x)
+    np.testing.assert_array_equal(np.asarray(y), x)
+    np.testing.assert_allclose(float(layer.loss[...]), float(klayer.losses[0]), rtol=1e-6)
+    # The penalty is a differentiable function of the input when taken from the state a forward pass returns.
+    graphdef, params, rest = nnx.split(layer, nnx.Param, ...)
+
+    def penalty(x):
+        module = nnx.merge(graphdef, params, rest, copy=True)
+        module(x)
+        return L.activity_loss(nnx.state(module))
+
+    grad = jax.grad(penalty)(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(grad), (0.01 * np.sign(x) + 0.03 * 2 * x) / 4, rtol=1e-5, atol=1e-7)
+    model = nj.Sequential([L.Dense(3, key=0), L.ActivityRegularization(l2=0.5), L.ActivityRegularization(l1=0.5)])
+    out = model(x)
+    expected = 0.5 * np.sum(np.square(np.asarray(out))) / 4 + 0.5 * np.sum(np.abs(np.asarray(out))) / 4
+    np.testing.assert_allclose(float(L.activity_loss(model)), expected, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ stochastic layers: statistics, not Keras's bits
+KEY = jax.random.key(7)
+BIG = R.normal(size=(64, 16, 16, 32)).astype(np.float32)
+
+
+@pytest.mark.parametrize("make", [lambda: L.SpatialDropout1D(0.3), lambda: L.SpatialDropout2D(0.3), lambda: L.SpatialDropout3D(0.3),
+                                  lambda: L.SpatialDropout2D(0.3, data_format="channels_first"), lambda: L.GaussianNoise(0.4),
+                                  lambda: L.GaussianDropout(0.3), lambda: L.AlphaDropout(0.3)],
+                         ids=["sd1", "sd2", "sd3", "sd2_cf", "gnoise", "gdrop", "alpha"])
+def test_stochastic_layers_identity_in_inference_and_keyed_in_training(make):
+    layer = make()
+    shape = {"SpatialDropout1D": (8, 10, 6), "SpatialDropout3D": (4, 3, 3, 3, 6)}.get(type(layer).__name__, (4, 5, 5, 6))
+    x = R.normal(size=shape).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False, key=KEY)), x)
+    a = np.asarray(layer(x, training=True, key=KEY))
+    b = np.asarray(layer(x, training=True, key=KEY))
+    c = np.asarray(layer(x, training=True, key=jax.random.key(8)))
+    np.testing.assert_array_equal(a, b)  # the same key gives the same noise
+    assert not np.allclose(a, c)  # another key, other noise
+    assert not np.allclose(a, x)
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        layer(x, training=True)
+
+
+@pytest.mark.parametrize("rank,data_format", [(1, "channels_last"), (2, "channels_last"), (2, "channels_first"), (3, "channels_last")])
+def test_spatial_dropout_drops_whole_channels(rank, data_format):
+    cls = {1: L.SpatialDropout1D, 2: L.SpatialDropout2D, 3: L.SpatialDropout3D}[rank]
+    rate = 0.4
+    layer = cls(rate) if rank == 1 else cls(rate, data_format=data_format)
+    shape = (200,) + (3,) * rank + (20,) if data_format == "channels_last" else (200, 20) + (3,) * rank
+    x = np.abs(R.normal(size=shape)).astype(np.float32) + 0.1
+    y = np.asarray(layer(x, training=True, key=KEY))
+    spatial = tuple(range(1, 1 + rank)) if data_format == "channels_last" else tuple(range(2, 2 + rank))
+    dropped = y == 0
+    # Each (example, channel) is dropped everywhere or nowhere; kept entries are x / (1 - rate).
+    assert np.all(dropped.all(axis=spatial) | (~dropped).all(axis=spatial))
+    np.testing.assert_allclose(y[~dropped], x[~dropped] / (1 - rate), rtol=1e-6)
+    fraction = dropped.all(axis=spatial).mean()  # 4000 Bernoulli draws: standard error 0.008
+    assert abs(fraction - rate) < 0.04
+
+
+def test_gaussian_noise_statistics():
+    y = np.asarray(L.GaussianNoise(0.25)(BIG, training=True, key=KEY))
+    noise = y - BIG  # 524288 draws: the mean's standard error is 3.5e-4
+    assert abs(noise.mean()) < 2e-3 and abs(noise.std() - 0.25) < 2e-3
+
+
+def test_gaussian_dropout_statistics():
+    rate = 0.2
+    x = np.ones_like(BIG)
+    factor = np.asarray(L.GaussianDropout(rate)(x, training=True, key=KEY))
+    assert abs(factor.mean() - 1.0) < 3e-3 and abs(factor.std() - np.sqrt(rate / (1 - rate))) < 3e-3
+
+
+def test_alpha_dropout_keeps_selu_mean_and_variance():
+    rate = 0.2
+    y = np.asarray(L.AlphaDropout(rate)(BIG, training=True, key=KEY))
+    # Zero-mean unit-variance inputs keep mean 0 and variance 1 (the point of alpha dropout).
+    assert abs(y.mean()) < 5e-3 and abs(y.var() - 1.0) < 1e-2
+    alpha_p = -1.6732632423543772 * 1.0507009873554805
+    a = ((1 - rate) * (1 + rate * alpha_p**2)) ** -0.5
+    b = -a * alpha_p * rate
+    dropped = np.isclose(y, a * alpha_p + b, atol=1e-6)
+    assert abs(dropped.mean() - rate) < 5e-3
+    np.testing.assert_allclose(y[~dropped], a * BIG[~dropped] + b, rtol=1e-5, atol=1e-6)

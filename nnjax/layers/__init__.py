@@ -10,10 +10,23 @@ from nnjax.layers.activation import ELU, Identity, LeakyReLU, PReLU, ReLU, Softm
 from nnjax.layers.attention import MultiHeadAttention
 from nnjax.layers.base import Layer
 from nnjax.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D
+from nnjax.layers.conv_extra import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
 from nnjax.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Reshape
 from nnjax.layers.embedding import Embedding
 from nnjax.layers.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
+from nnjax.layers.noise import (
+    ActivityLoss,
+    ActivityRegularization,
+    AlphaDropout,
+    GaussianDropout,
+    GaussianNoise,
+    SpatialDropout1D,
+    SpatialDropout2D,
+    SpatialDropout3D,
+    activity_loss,
+)
 from nnjax.layers.normalization import BatchNormalization, LayerNormalization
+from nnjax.layers.normalization_extra import GroupNormalization, RMSNormalization, UnitNormalization
 from nnjax.layers.pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -47,7 +60,10 @@ from nnjax.layers.wrappers import TimeDistributed
 
 __all__ = [
     "Activation",
+    "ActivityLoss",
+    "ActivityRegularization",
     "Add",
+    "AlphaDropout",
     "Average",
     "AveragePooling1D",
     "AveragePooling2D",
@@ -65,18 +81,23 @@ __all__ = [
     "Cropping2D",
     "Cropping3D",
     "Dense",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
     "Dropout",
     "ELU",
     "Embedding",
     "Flatten",
     "GRU",
     "GRUCell",
+    "GaussianDropout",
+    "GaussianNoise",
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
     "GlobalAveragePooling3D",
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
     "GlobalMaxPooling3D",
+    "GroupNormalization",
     "Identity",
     "Input",
     "InputLayer",
@@ -94,21 +115,29 @@ __all__ = [
     "Multiply",
     "PReLU",
     "Permute",
+    "RMSNormalization",
     "RNN",
     "ReLU",
     "RepeatVector",
     "Rescaling",
     "Reshape",
     "Resizing",
+    "SeparableConv1D",
+    "SeparableConv2D",
     "SimpleRNN",
     "SimpleRNNCell",
     "Softmax",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
     "Subtract",
     "TimeDistributed",
+    "UnitNormalization",
     "UpSampling1D",
     "UpSampling2D",
     "UpSampling3D",
     "ZeroPadding1D",
     "ZeroPadding2D",
     "ZeroPadding3D",
+    "activity_loss",
 ]
