@@ -42,6 +42,10 @@ class Row:
 SEQ = f32(2, 6, 3)
 IMG = f32(2, 6, 7, 3)
 VOL = f32(2, 4, 5, 3, 2)
+Q, V, KEYS = f32(2, 4, 5), f32(2, 6, 5), f32(2, 6, 5)
+Q_MASK = np.array([[True, True, False, True], [True, False, True, True]])
+V_MASK = np.array([[True, True, True, False, False, True], [False, True, True, True, True, True]])
+IDS = R.integers(0, 6, size=(4, 5)).astype(np.int32)
 
 ROWS = [
     # activations
@@ -163,6 +167,46 @@ ROWS = [
     Row("alpha_dropout_inference", lambda: keras.layers.AlphaDropout(0.5), lambda: L.AlphaDropout(0.5), SEQ),
     Row("activity_regularization", lambda: keras.layers.ActivityRegularization(0.1, 0.2),
         lambda: L.ActivityRegularization(0.1, 0.2), SEQ),
+    # attention and Dot
+    Row("attention", lambda: keras.layers.Attention(), lambda: L.Attention(), [Q, V]),
+    Row("attention_key_scale", lambda: keras.layers.Attention(use_scale=True), lambda: L.Attention(use_scale=True), [Q, V, KEYS],
+        {"scale": "scale"}),
+    Row("attention_concat", lambda: keras.layers.Attention(use_scale=True, score_mode="concat"),
+        lambda: L.Attention(use_scale=True, score_mode="concat"), [Q, V], {"scale": "scale", "concat_score_weight": "concat_score_weight"}),
+    Row("attention_masks", lambda: keras.layers.Attention(), lambda: L.Attention(), [Q, V], kwargs={"mask": [Q_MASK, V_MASK]}),
+    Row("attention_causal", lambda: keras.layers.Attention(), lambda: L.Attention(), [Q, V], kwargs={"use_causal_mask": True}),
+    Row("additive_attention", lambda: keras.layers.AdditiveAttention(), lambda: L.AdditiveAttention(), [Q, V, KEYS], {"scale": "scale"}),
+    Row("additive_attention_masked_no_scale", lambda: keras.layers.AdditiveAttention(use_scale=False),
+        lambda: L.AdditiveAttention(use_scale=False), [Q, V], kwargs={"mask": [None, V_MASK], "use_causal_mask": True}),
+    Row("dot_2d", lambda: keras.layers.Dot(axes=1), lambda: L.Dot(axes=1), [f32(3, 5), f32(3, 5)]),
+    Row("dot_3d", lambda: keras.layers.Dot(axes=(1, 2)), lambda: L.Dot(axes=(1, 2)), [f32(2, 3, 5), f32(2, 4, 3)]),
+    Row("dot_negative_axes", lambda: keras.layers.Dot(axes=-1), lambda: L.Dot(axes=-1), [f32(2, 3, 5), f32(2, 4, 5)]),
+    Row("dot_mixed_rank", lambda: keras.layers.Dot(axes=(1, 2)), lambda: L.Dot(axes=(1, 2)), [f32(2, 4), f32(2, 3, 4)]),
+    Row("dot_4d", lambda: keras.layers.Dot(axes=(3, 1)), lambda: L.Dot(axes=(3, 1)), [f32(2, 2, 3, 4), f32(2, 4, 3, 2)]),
+    Row("dot_normalize", lambda: keras.layers.Dot(axes=2, normalize=True), lambda: L.Dot(axes=2, normalize=True),
+        [f32(2, 3, 5), f32(2, 4, 5)]),
+    # categorical encodings (integer inputs: values only)
+    Row("category_encoding_multi_hot", lambda: keras.layers.CategoryEncoding(6), lambda: L.CategoryEncoding(6), IDS, grads=False),
+    Row("category_encoding_one_hot", lambda: keras.layers.CategoryEncoding(6, output_mode="one_hot"),
+        lambda: L.CategoryEncoding(6, output_mode="one_hot"), IDS, grads=False),
+    Row("category_encoding_one_hot_column", lambda: keras.layers.CategoryEncoding(6, output_mode="one_hot"),
+        lambda: L.CategoryEncoding(6, output_mode="one_hot"), IDS[:, :1], grads=False),
+    Row("category_encoding_count", lambda: keras.layers.CategoryEncoding(6, output_mode="count"),
+        lambda: L.CategoryEncoding(6, output_mode="count"), IDS, grads=False),
+    Row("category_encoding_count_weights", lambda: keras.layers.CategoryEncoding(6, output_mode="count"),
+        lambda: L.CategoryEncoding(6, output_mode="count"), IDS, kwargs={"count_weights": f32(4, 5)}, grads=False),
+    Row("discretization_int", lambda: keras.layers.Discretization(bin_boundaries=[-1.0, 0.0, 0.5]),
+        lambda: L.Discretization(bin_boundaries=[-1.0, 0.0, 0.5]), f32(4, 5), grads=False),
+    Row("discretization_one_hot", lambda: keras.layers.Discretization(bin_boundaries=[-1.0, 0.0, 0.5], output_mode="one_hot"),
+        lambda: L.Discretization(bin_boundaries=[-1.0, 0.0, 0.5], output_mode="one_hot"), f32(4, 5), grads=False),
+    Row("discretization_multi_hot", lambda: keras.layers.Discretization(bin_boundaries=[0.0, 1.0], output_mode="multi_hot"),
+        lambda: L.Discretization(bin_boundaries=[0.0, 1.0], output_mode="multi_hot"), f32(4, 5), grads=False),
+    Row("discretization_count", lambda: keras.layers.Discretization(bin_boundaries=[0.0, 1.0], output_mode="count"),
+        lambda: L.Discretization(bin_boundaries=[0.0, 1.0], output_mode="count"), f32(4, 5), grads=False),
+    Row("normalization_given", lambda: keras.layers.Normalization(mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 0.25]),
+        lambda: L.Normalization(mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 0.25]), SEQ),
+    Row("normalization_given_invert", lambda: keras.layers.Normalization(mean=0.5, variance=2.0, invert=True),
+        lambda: L.Normalization(mean=0.5, variance=2.0, invert=True), SEQ),
 ]
 
 
@@ -197,8 +241,9 @@ def run_keras(klayer, x, kwargs, cotangent):
         out, _ = klayer.stateless_call(weights, frozen, x, **kwargs)
         return jnp.sum(out * cotangent), out
 
-    (_, out), (dweights, dx) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(trainable, jnp.asarray(x))
-    return np.asarray(out), np.asarray(dx), dict(zip(names, dweights, strict=True))
+    x = jax.tree.map(jnp.asarray, x)
+    (_, out), (dweights, dx) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(trainable, x)
+    return np.asarray(out), dx, dict(zip(names, dweights, strict=True))
 
 
 def run_nnjax(layer, x, kwargs, cotangent):
@@ -208,8 +253,9 @@ def run_nnjax(layer, x, kwargs, cotangent):
         out = nnx.merge(graphdef, params, rest, copy=True)(x, **kwargs)
         return jnp.sum(out * cotangent), out
 
-    (_, out), (dparams, dx) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(params, jnp.asarray(x))
-    return np.asarray(out), np.asarray(dx), dparams
+    x = jax.tree.map(jnp.asarray, x)
+    (_, out), (dparams, dx) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(params, x)
+    return np.asarray(out), dx, dparams
 
 
 def _grad_at(dparams, path: str):
@@ -219,27 +265,38 @@ def _grad_at(dparams, path: str):
     return np.asarray(node[...] if hasattr(node, "__getitem__") and not isinstance(node, dict) else node)
 
 
+def _batchless(x):
+    if isinstance(x, list):
+        return [(None,) + tuple(a.shape[1:]) for a in x]
+    return (None,) + tuple(x.shape[1:])
+
+
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: r.id)
 def test_matches_keras(row):
     x = row.x
     klayer = row.keras()
     expected = np.asarray(klayer(x, **row.kwargs))  # builds Keras's layer
     layer = row.nnjax()
-    layer(x, **row.kwargs)  # builds nnjax's layer
+    out = np.asarray(layer(x, **row.kwargs))  # builds nnjax's layer
     copy_keras_weights(row, klayer, layer)
+    assert tuple(layer.compute_output_shape(_batchless(x))) == (None,) + expected.shape[1:]
+    if not row.grads:  # integer inputs or outputs: values only
+        out = np.asarray(layer(x, **row.kwargs))
+        assert out.shape == expected.shape and out.dtype == expected.dtype, (out.dtype, expected.dtype)
+        np.testing.assert_allclose(out, expected, rtol=row.atol, atol=row.atol)
+        return
     cotangent = R.normal(size=expected.shape).astype(np.float32)
     kout, kdx, kgrads = run_keras(klayer, x, row.kwargs, cotangent)
     out, dx, dparams = run_nnjax(layer, x, row.kwargs, cotangent)
     np.testing.assert_allclose(kout, expected, rtol=1e-6, atol=1e-6)  # Keras's stateless call agrees with its call
     assert out.shape == expected.shape
-    assert tuple(layer.compute_output_shape((None,) + x.shape[1:])) == (None,) + expected.shape[1:]
     np.testing.assert_allclose(out, expected, rtol=row.atol, atol=row.atol)
-    if row.grads:
-        np.testing.assert_allclose(dx, kdx, rtol=row.atol, atol=row.atol)
-        for kname, attr in row.weights.items():
-            if kname in kgrads:
-                np.testing.assert_allclose(_grad_at(dparams, attr), np.asarray(kgrads[kname]), rtol=row.atol, atol=row.atol,
-                                           err_msg=f"{row.id}: gradient of {attr}")
+    for a, b in zip(jax.tree.leaves(dx), jax.tree.leaves(kdx), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=row.atol, atol=row.atol, err_msg=f"{row.id}: input gradient")
+    for kname, attr in row.weights.items():
+        if kname in kgrads:
+            np.testing.assert_allclose(_grad_at(dparams, attr), np.asarray(kgrads[kname]), rtol=row.atol, atol=row.atol,
+                                       err_msg=f"{row.id}: gradient of {attr}")
 
 
 def test_activity_regularization_penalty_matches_keras_losses():
@@ -332,3 +389,77 @@ def test_alpha_dropout_keeps_selu_mean_and_variance():
     dropped = np.isclose(y, a * alpha_p + b, atol=1e-6)
     assert abs(dropped.mean() - rate) < 5e-3
     np.testing.assert_allclose(y[~dropped], a * BIG[~dropped] + b, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ adapt: statistics computed as Keras computes them
+@pytest.mark.parametrize("axis", [-1, None, (1, 2)], ids=["last", "none", "two_axes"])
+def test_normalization_adapt_matches_keras(axis):
+    data = (R.normal(size=(50, 4, 3)) * np.array([1.0, 3.0, 0.5]) + np.array([2.0, -1.0, 0.0])).astype(np.float32)
+    x = f32(6, 4, 3)
+    klayer = keras.layers.Normalization(axis=axis)
+    klayer.adapt(data)
+    layer = L.Normalization(axis=axis)
+    layer.adapt(data)
+    np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(klayer(x)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(layer.mean[...]), np.asarray(klayer.adapt_mean.value), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(layer.variance[...]), np.asarray(klayer.adapt_variance.value), rtol=1e-5, atol=1e-6)
+    # Batches give the statistics of the whole data (Keras's streaming update; Keras's own iterable path
+    # needs TensorFlow here, so the whole-data statistics are the reference).
+    streamed = L.Normalization(axis=axis)
+    streamed.adapt([data[:20], data[20:35], data[35:]])
+    np.testing.assert_allclose(np.asarray(streamed(x)), np.asarray(klayer(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_normalization_statistics_are_non_trainable_model_state():
+    data = (R.normal(size=(64, 5)) * 3 + 1).astype(np.float32)
+    layer = L.Normalization()
+    layer.adapt(data)
+    model = nj.Sequential([layer, L.Dense(2, key=0)])
+    model.build((None, 5))
+    graphdef, params, rest = nnx.split(model.module, nnx.Param, ...)
+    assert all("mean" not in str(path) and "variance" not in str(path) for path, _ in nnx.to_flat_state(params))
+    saved = {str(path) for path, _ in nnx.to_flat_state(rest)}
+    assert any("mean" in p for p in saved) and any("variance" in p for p in saved)
+    # A fresh, un-adapted model given the saved state computes what the adapted one computes (a restore).
+    fresh = nj.Sequential([L.Normalization(), L.Dense(2, key=0)])
+    fresh.build((None, 5))
+    nnx.update(fresh.module, params, rest)
+    np.testing.assert_allclose(fresh.predict(data, verbose=0), model.predict(data, verbose=0), rtol=1e-6, atol=1e-6)
+    # Training leaves the statistics alone (they are not parameters).
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(data, np.zeros((64, 2), np.float32), epochs=1, batch_size=16, verbose=0)
+    np.testing.assert_allclose(np.asarray(model.module.layers[0].mean[...]), data.mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("num_bins,size", [(4, 1000), (5, 37), (3, 20000)])
+def test_discretization_adapt_matches_keras(num_bins, size):
+    data = R.normal(size=(size, 1)).astype(np.float32)
+    # Keras's Discretization.adapt checks for tf.data first (TensorFlow is not installed here), then runs
+    # reset_state / update_state per batch / finalize_state: the same steps, called directly.
+    klayer = keras.layers.Discretization(num_bins=num_bins, epsilon=0.01)
+    klayer.update_state(data)
+    klayer.finalize_state()
+    layer = L.Discretization(num_bins=num_bins, epsilon=0.01)
+    layer.adapt(data)
+    np.testing.assert_allclose(np.asarray(layer.boundaries[...]), np.asarray(klayer.bin_boundaries, np.float32), rtol=1e-6, atol=1e-6)
+    x = f32(8, 3)
+    np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(klayer(x)))
+    batches = [data[: size // 3], data[size // 3:]]
+    kbatched = keras.layers.Discretization(num_bins=num_bins)
+    for batch in batches:
+        kbatched.update_state(batch)
+    kbatched.finalize_state()
+    batched = L.Discretization(num_bins=num_bins)
+    batched.adapt(batches)
+    np.testing.assert_allclose(np.asarray(batched.boundaries[...]), np.asarray(kbatched.bin_boundaries, np.float32), rtol=1e-6, atol=1e-6)
+
+
+def test_adapt_and_id_errors_are_reported():
+    with pytest.raises(ValueError, match="adapt"):
+        L.Discretization(num_bins=3)(f32(2, 2))
+    with pytest.raises(ValueError, match="at least num_bins"):
+        L.Discretization(num_bins=10).adapt(f32(4, 1))
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 4\)"):
+        L.CategoryEncoding(4)(np.array([[1, 4]]))
+    with pytest.raises(ValueError, match="both `mean` and `variance`"):
+        L.Normalization(mean=1.0)

@@ -150,6 +150,19 @@ CASES = [
     Case("gaussian_dropout", lambda: L.GaussianDropout(0.3), (SEQ,), (2, 5, 3), training=True),
     Case("alpha_dropout", lambda: L.AlphaDropout(0.3), (SEQ,), (2, 5, 3), training=True),
     Case("activity_regularization", lambda: L.ActivityRegularization(0.1, 0.1), (SEQ,), (2, 5, 3)),
+    # attention, Dot and categorical/numeric preprocessing
+    Case("attention", lambda: L.Attention(use_scale=True), ([f32(2, 4, 3), f32(2, 5, 3)],), (2, 4, 3), sequential=False),
+    Case("attention_scores", lambda: L.Attention(score_mode="concat"), ([f32(2, 4, 3), f32(2, 5, 3), f32(2, 5, 3)],),
+         ((2, 4, 3), (2, 4, 5)), kwargs={"return_attention_scores": True}, sequential=False),
+    Case("attention_dropout", lambda: L.Attention(dropout=0.5), ([f32(2, 4, 3), f32(2, 5, 3)],), (2, 4, 3), training=True,
+         kwargs={"use_causal_mask": True}, sequential=False),
+    Case("additive_attention", lambda: L.AdditiveAttention(), ([f32(2, 4, 3), f32(2, 5, 3)],), (2, 4, 3), sequential=False),
+    Case("dot", lambda: L.Dot(axes=(1, 2)), ([f32(2, 3, 5), f32(2, 4, 3)],), (2, 5, 4), sequential=False),
+    Case("category_encoding", lambda: L.CategoryEncoding(10), (ids(2, 5),), (2, 10), keeps_dtype=False),
+    Case("discretization", lambda: L.Discretization(bin_boundaries=[-0.5, 0.0, 0.5]), (f32(2, 5),), (2, 5), keeps_dtype=False),
+    Case("discretization_one_hot", lambda: L.Discretization(bin_boundaries=[0.0, 1.0], output_mode="one_hot"), (f32(2, 5),),
+         (2, 5, 3), keeps_dtype=False),
+    Case("normalization", lambda: L.Normalization(mean=[0.5, 1.0, -1.0], variance=[1.0, 2.0, 4.0]), (SEQ,), (2, 5, 3)),
 ]
 
 

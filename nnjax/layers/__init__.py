@@ -8,6 +8,7 @@ randomness from an explicit `key=` (the training step passes `fold_in(state.rng,
 
 from nnjax.layers.activation import ELU, Identity, LeakyReLU, PReLU, ReLU, Softmax
 from nnjax.layers.attention import MultiHeadAttention
+from nnjax.layers.attention_extra import AdditiveAttention, Attention, Dot
 from nnjax.layers.base import Layer
 from nnjax.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D
 from nnjax.layers.conv_extra import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
@@ -42,6 +43,7 @@ from nnjax.layers.pooling import (
     MaxPooling3D,
 )
 from nnjax.layers.preprocessing import CenterCrop, Rescaling, Resizing
+from nnjax.layers.preprocessing_numeric import CategoryEncoding, Discretization, Normalization
 from nnjax.layers.recurrent import GRU, LSTM, RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
 from nnjax.layers.reshaping import (
     Cropping1D,
@@ -63,13 +65,16 @@ __all__ = [
     "ActivityLoss",
     "ActivityRegularization",
     "Add",
+    "AdditiveAttention",
     "AlphaDropout",
+    "Attention",
     "Average",
     "AveragePooling1D",
     "AveragePooling2D",
     "AveragePooling3D",
     "BatchNormalization",
     "Bidirectional",
+    "CategoryEncoding",
     "CenterCrop",
     "Concatenate",
     "Conv1D",
@@ -83,6 +88,8 @@ __all__ = [
     "Dense",
     "DepthwiseConv1D",
     "DepthwiseConv2D",
+    "Discretization",
+    "Dot",
     "Dropout",
     "ELU",
     "Embedding",
@@ -113,6 +120,7 @@ __all__ = [
     "Minimum",
     "MultiHeadAttention",
     "Multiply",
+    "Normalization",
     "PReLU",
     "Permute",
     "RMSNormalization",
