@@ -463,3 +463,129 @@ def test_adapt_and_id_errors_are_reported():
         L.CategoryEncoding(4)(np.array([[1, 4]]))
     with pytest.raises(ValueError, match="both `mean` and `variance`"):
         L.Normalization(mean=1.0)
+
+
+# ------------------------------------------------------------------ augmentation: Keras's output for the same transformation
+def _flat(a):
+    return np.asarray(a).reshape(-1)
+
+
+AUGMENTATIONS = [
+    ("flip", lambda: keras.layers.RandomFlip(), lambda: L.RandomFlip(), lambda t: {"flips": _flat(t["flips"])}),
+    ("flip_horizontal_cf", lambda: keras.layers.RandomFlip("horizontal", data_format="channels_first"),
+     lambda: L.RandomFlip("horizontal", data_format="channels_first"), lambda t: {"flips": _flat(t["flips"])}),
+    ("rotation", lambda: keras.layers.RandomRotation(0.2), lambda: L.RandomRotation(0.2), lambda t: {"angle": t["angle"]}),
+    ("rotation_constant_nearest", lambda: keras.layers.RandomRotation((-0.3, 0.1), fill_mode="constant", fill_value=0.5,
+                                                                       interpolation="nearest"),
+     lambda: L.RandomRotation((-0.3, 0.1), fill_mode="constant", fill_value=0.5, interpolation="nearest"),
+     lambda t: {"angle": t["angle"]}),
+    ("rotation_wrap", lambda: keras.layers.RandomRotation(0.25, fill_mode="wrap"), lambda: L.RandomRotation(0.25, fill_mode="wrap"),
+     lambda t: {"angle": t["angle"]}),
+    ("zoom", lambda: keras.layers.RandomZoom(0.3), lambda: L.RandomZoom(0.3),
+     lambda t: {"height_zoom": _flat(t["height_zoom"]), "width_zoom": _flat(t["width_zoom"])}),
+    ("zoom_both_nearest_fill", lambda: keras.layers.RandomZoom((-0.4, -0.1), (0.1, 0.5), fill_mode="nearest"),
+     lambda: L.RandomZoom((-0.4, -0.1), (0.1, 0.5), fill_mode="nearest"),
+     lambda t: {"height_zoom": _flat(t["height_zoom"]), "width_zoom": _flat(t["width_zoom"])}),
+    ("translation", lambda: keras.layers.RandomTranslation(0.2, 0.3), lambda: L.RandomTranslation(0.2, 0.3),
+     lambda t: {"translations": np.asarray(t["translations"])}),
+    ("translation_constant_cf", lambda: keras.layers.RandomTranslation(0.3, 0.1, fill_mode="constant", data_format="channels_first"),
+     lambda: L.RandomTranslation(0.3, 0.1, fill_mode="constant", data_format="channels_first"),
+     lambda t: {"translations": np.asarray(t["translations"])}),
+    ("contrast", lambda: keras.layers.RandomContrast(0.5, value_range=(0, 1)), lambda: L.RandomContrast(0.5, value_range=(0, 1)),
+     lambda t: {"contrast_factor": _flat(t["contrast_factor"])}),
+    ("contrast_pair", lambda: keras.layers.RandomContrast((0.4, 0.6)), lambda: L.RandomContrast((0.4, 0.6)),
+     lambda t: {"contrast_factor": _flat(t["contrast_factor"])}),
+    ("brightness", lambda: keras.layers.RandomBrightness(0.3, value_range=(0, 1)), lambda: L.RandomBrightness(0.3, value_range=(0, 1)),
+     lambda t: {"rgb_delta": _flat(t["rgb_delta"])}),
+    ("crop", lambda: keras.layers.RandomCrop(5, 4), lambda: L.RandomCrop(5, 4),
+     lambda t: {"top": np.full((3,), int(t[0])), "left": np.full((3,), int(t[1]))}),
+]
+
+
+@pytest.mark.parametrize("make_keras,make,convert", [a[1:] for a in AUGMENTATIONS], ids=[a[0] for a in AUGMENTATIONS])
+def test_augmentation_matches_keras_for_the_same_transformation(make_keras, make, convert):
+    x = R.uniform(size=(3, 9, 8, 2)).astype(np.float32)
+    klayer, layer = make_keras(), make()
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        x = np.transpose(x, (0, 3, 1, 2))
+    for trial in range(2):
+        transformation = klayer.get_random_transformation(x, training=True)
+        expected = np.asarray(klayer.transform_images(x, transformation, training=True))
+        out = np.asarray(jax.jit(layer.apply)(jnp.asarray(x), convert(transformation)))
+        # Bilinear resampling: float32 interpolation weights from the same arithmetic; 1e-5 on values in [0, 1].
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5, err_msg=f"trial {trial}")
+
+
+def test_random_crop_inference_is_keras_smart_resize():
+    # Keras documents RandomCrop's inference output as the largest centred window of the target aspect
+    # ratio, resized: `keras.preprocessing.image.smart_resize`. (Keras 3.15's own inference path returns
+    # the input unchanged, whose shape then disagrees with its compute_output_shape; nnjax keeps the
+    # documented, shape-consistent behaviour.)
+    for shape in [(2, 10, 12, 3), (2, 3, 12, 3), (2, 5, 4, 3)]:
+        x = R.uniform(size=shape).astype(np.float32)
+        expected = np.asarray(keras.preprocessing.image.smart_resize(x, (5, 4)))
+        np.testing.assert_allclose(np.asarray(L.RandomCrop(5, 4)(x)), expected, rtol=1e-5, atol=1e-5)
+
+
+AUGMENTATION_LAYERS = {
+    "flip": lambda: L.RandomFlip(), "rotation": lambda: L.RandomRotation(0.2), "zoom": lambda: L.RandomZoom(0.3),
+    "translation": lambda: L.RandomTranslation(0.2, 0.2), "contrast": lambda: L.RandomContrast((0.5, 0.5), value_range=(0, 1)),
+    "brightness": lambda: L.RandomBrightness(0.4, value_range=(0, 1)),
+}
+
+
+@pytest.mark.parametrize("name", list(AUGMENTATION_LAYERS))
+def test_augmentation_is_identity_in_inference_and_keyed_in_training(name):
+    layer = AUGMENTATION_LAYERS[name]()
+    x = R.uniform(size=(16, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False, key=KEY)), x)
+    a = np.asarray(layer(x, training=True, key=KEY))
+    np.testing.assert_array_equal(a, np.asarray(layer(x, training=True, key=KEY)))
+    assert not np.allclose(a, x)
+    assert not np.allclose(a, np.asarray(layer(x, training=True, key=jax.random.key(9))))
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        layer(x, training=True)
+    # Integer images become float32, as in Keras.
+    assert layer((x * 255).astype(np.uint8)).dtype == jnp.float32
+
+
+def test_flip_twice_with_the_same_key_is_the_identity():
+    x = R.uniform(size=(32, 5, 6, 3)).astype(np.float32)
+    for mode in ("horizontal", "vertical", "horizontal_and_vertical"):
+        layer = L.RandomFlip(mode)
+        once = layer(x, training=True, key=KEY)
+        np.testing.assert_array_equal(np.asarray(layer(once, training=True, key=KEY)), x)
+        flipped = np.asarray(layer.sample(KEY, x.shape)["flips"])
+        assert 0 < flipped.sum() < len(flipped)  # some images flipped, some not
+        axes = {"horizontal": (2,), "vertical": (1,), "horizontal_and_vertical": (1, 2)}[mode]
+        np.testing.assert_array_equal(np.asarray(once)[flipped], np.flip(x[flipped], axis=axes))
+        np.testing.assert_array_equal(np.asarray(once)[~flipped], x[~flipped])
+
+
+def test_augmentation_value_ranges_and_geometry():
+    x = R.uniform(size=(64, 8, 8, 3)).astype(np.float32)
+    bright = L.RandomBrightness(0.5, value_range=(0, 1))
+    y = np.asarray(bright(x, training=True, key=KEY))
+    assert y.min() >= 0.0 and y.max() <= 1.0
+    delta = np.asarray(bright.sample(KEY, x.shape)["rgb_delta"])
+    assert np.all(np.abs(delta) <= 0.5)
+    contrast = L.RandomContrast(0.5, value_range=(0, 1))
+    factors = np.asarray(contrast.sample(KEY, x.shape)["contrast_factor"])
+    assert np.all((factors >= 1.0) & (factors <= 1.5))  # Keras 3: a single factor f gives [1, 1 + f]
+    y = np.asarray(contrast(x, training=True, key=KEY))
+    assert y.min() >= 0.0 and y.max() <= 1.0
+    angles = np.asarray(L.RandomRotation(0.1).sample(KEY, x.shape)["angle"])
+    assert np.all(np.abs(angles) <= 36.0) and angles.std() > 5
+    # No rotation, zoom or translation is the identity (the affine resampling is exact at grid points).
+    for layer in (L.RandomRotation(0.0), L.RandomZoom(0.0), L.RandomTranslation(0.0, 0.0)):
+        np.testing.assert_allclose(np.asarray(layer(x, training=True, key=KEY)), x, atol=1e-6)
+    # A random crop is a window of its image.
+    crop = L.RandomCrop(5, 4)
+    params = crop.sample(KEY, x.shape)
+    y = np.asarray(crop(x, training=True, key=KEY))
+    assert y.shape == (64, 5, 4, 3)
+    for i in range(3):
+        top, left = int(params["top"][i]), int(params["left"][i])
+        np.testing.assert_array_equal(y[i], x[i, top:top + 5, left:left + 4])
+    assert len({(int(t), int(s)) for t, s in zip(params["top"], params["left"], strict=True)}) > 1  # per-image windows

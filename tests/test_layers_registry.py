@@ -163,6 +163,14 @@ CASES = [
     Case("discretization_one_hot", lambda: L.Discretization(bin_boundaries=[0.0, 1.0], output_mode="one_hot"), (f32(2, 5),),
          (2, 5, 3), keeps_dtype=False),
     Case("normalization", lambda: L.Normalization(mean=[0.5, 1.0, -1.0], variance=[1.0, 2.0, 4.0]), (SEQ,), (2, 5, 3)),
+    # augmentation (training: keyed; inference: identity)
+    Case("random_flip", lambda: L.RandomFlip(), (f32(4, 5, 5, 2),), (4, 5, 5, 2), training=True),
+    Case("random_rotation", lambda: L.RandomRotation(0.2), (IMG,), (2, 9, 9, 3), training=True),
+    Case("random_zoom", lambda: L.RandomZoom(0.3, fill_mode="constant"), (IMG,), (2, 9, 9, 3), training=True),
+    Case("random_translation", lambda: L.RandomTranslation(0.2, 0.2), (IMG,), (2, 9, 9, 3), training=True),
+    Case("random_crop", lambda: L.RandomCrop(5, 6), (IMG,), (2, 5, 6, 3), training=True),
+    Case("random_contrast", lambda: L.RandomContrast(0.5, value_range=(-3, 3)), (IMG,), (2, 9, 9, 3), training=True),
+    Case("random_brightness", lambda: L.RandomBrightness(0.3, value_range=(-3, 3)), (IMG,), (2, 9, 9, 3), training=True),
 ]
 
 

@@ -9,6 +9,15 @@ randomness from an explicit `key=` (the training step passes `fold_in(state.rng,
 from nnjax.layers.activation import ELU, Identity, LeakyReLU, PReLU, ReLU, Softmax
 from nnjax.layers.attention import MultiHeadAttention
 from nnjax.layers.attention_extra import AdditiveAttention, Attention, Dot
+from nnjax.layers.augmentation import (
+    RandomBrightness,
+    RandomContrast,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+)
 from nnjax.layers.base import Layer
 from nnjax.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D
 from nnjax.layers.conv_extra import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
@@ -125,6 +134,13 @@ __all__ = [
     "Permute",
     "RMSNormalization",
     "RNN",
+    "RandomBrightness",
+    "RandomContrast",
+    "RandomCrop",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomTranslation",
+    "RandomZoom",
     "ReLU",
     "RepeatVector",
     "Rescaling",
