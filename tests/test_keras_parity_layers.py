@@ -45,6 +45,7 @@ VOL = f32(2, 4, 5, 3, 2)
 Q, V, KEYS = f32(2, 4, 5), f32(2, 6, 5), f32(2, 6, 5)
 Q_MASK = np.array([[True, True, False, True], [True, False, True, True]])
 V_MASK = np.array([[True, True, True, False, False, True], [False, True, True, True, True, True]])
+CONV_LSTM_WEIGHTS = {"kernel": "kernel", "recurrent_kernel": "recurrent_kernel", "bias": "bias"}
 IDS = R.integers(0, 6, size=(4, 5)).astype(np.int32)
 
 ROWS = [
@@ -207,6 +208,17 @@ ROWS = [
         lambda: L.Normalization(mean=[1.0, 2.0, 3.0], variance=[1.0, 4.0, 0.25]), SEQ),
     Row("normalization_given_invert", lambda: keras.layers.Normalization(mean=0.5, variance=2.0, invert=True),
         lambda: L.Normalization(mean=0.5, variance=2.0, invert=True), SEQ),
+    # convolutional LSTMs
+    Row("conv_lstm2d", lambda: keras.layers.ConvLSTM2D(3, 3, bias_initializer="random_normal"), lambda: L.ConvLSTM2D(3, 3),
+        f32(2, 3, 5, 6, 2), CONV_LSTM_WEIGHTS),
+    Row("conv_lstm2d_same_sequences_backwards", lambda: keras.layers.ConvLSTM2D(2, (2, 3), padding="same", return_sequences=True,
+                                                                              go_backwards=True),
+        lambda: L.ConvLSTM2D(2, (2, 3), padding="same", return_sequences=True, go_backwards=True), f32(2, 3, 4, 5, 2),
+        CONV_LSTM_WEIGHTS),
+    Row("conv_lstm2d_strided_channels_first", lambda: keras.layers.ConvLSTM2D(2, 3, strides=2, data_format="channels_first"),
+        lambda: L.ConvLSTM2D(2, 3, strides=2, data_format="channels_first"), f32(2, 3, 2, 7, 7), CONV_LSTM_WEIGHTS),
+    Row("conv_lstm1d", lambda: keras.layers.ConvLSTM1D(3, 2, dilation_rate=2, return_sequences=True),
+        lambda: L.ConvLSTM1D(3, 2, dilation_rate=2, return_sequences=True), f32(2, 4, 6, 2), CONV_LSTM_WEIGHTS),
 ]
 
 

@@ -21,6 +21,7 @@ from nnjax.layers.augmentation import (
 from nnjax.layers.base import Layer
 from nnjax.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D
 from nnjax.layers.conv_extra import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
+from nnjax.layers.conv_recurrent import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from nnjax.layers.core import Activation, Dense, Dropout, Flatten, Input, InputLayer, Reshape
 from nnjax.layers.embedding import Embedding
 from nnjax.layers.merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
@@ -91,6 +92,9 @@ __all__ = [
     "Conv2D",
     "Conv2DTranspose",
     "Conv3D",
+    "ConvLSTM1D",
+    "ConvLSTM2D",
+    "ConvLSTM3D",
     "Cropping1D",
     "Cropping2D",
     "Cropping3D",
