@@ -209,10 +209,8 @@ ROWS = [
     Row("normalization_given_invert", lambda: keras.layers.Normalization(mean=0.5, variance=2.0, invert=True),
         lambda: L.Normalization(mean=0.5, variance=2.0, invert=True), SEQ),
     # convolutional LSTMs
-    Row("conv_lstm2d", lambda: keras.layers.ConvLSTM2D(3, 3, bias_initializer="random_normal"), lambda: L.ConvLSTM2D(3, 3),
-        f32(2, 3, 5, 6, 2), CONV_LSTM_WEIGHTS),
     Row("conv_lstm2d_same_sequences_backwards", lambda: keras.layers.ConvLSTM2D(2, (2, 3), padding="same", return_sequences=True,
-                                                                              go_backwards=True),
+                                                                              go_backwards=True, bias_initializer="random_normal"),
         lambda: L.ConvLSTM2D(2, (2, 3), padding="same", return_sequences=True, go_backwards=True), f32(2, 3, 4, 5, 2),
         CONV_LSTM_WEIGHTS),
     Row("conv_lstm2d_strided_channels_first", lambda: keras.layers.ConvLSTM2D(2, 3, strides=2, data_format="channels_first"),

@@ -164,10 +164,9 @@ CASES = [
          (2, 5, 3), keeps_dtype=False),
     Case("normalization", lambda: L.Normalization(mean=[0.5, 1.0, -1.0], variance=[1.0, 2.0, 4.0]), (SEQ,), (2, 5, 3)),
     Case("conv_lstm2d", lambda: L.ConvLSTM2D(2, 3, padding="same", return_sequences=True), (f32(2, 3, 4, 4, 2),), (2, 3, 4, 4, 2)),
-    Case("conv_lstm1d_state", lambda: L.ConvLSTM1D(2, 3, return_state=True), (f32(2, 3, 6, 2),), [(2, 4, 2), (2, 4, 2), (2, 4, 2)],
-         sequential=False),
-    Case("conv_lstm3d_dropout", lambda: L.ConvLSTM3D(2, 2, dropout=0.3, recurrent_dropout=0.3), (f32(2, 2, 3, 3, 3, 1),),
-         (2, 2, 2, 2, 2), training=True),
+    Case("conv_lstm1d_state_dropout", lambda: L.ConvLSTM1D(2, 3, return_state=True, dropout=0.3, recurrent_dropout=0.3),
+         (f32(2, 3, 6, 2),), [(2, 4, 2), (2, 4, 2), (2, 4, 2)], training=True, sequential=False),
+    Case("conv_lstm3d", lambda: L.ConvLSTM3D(2, 2), (f32(2, 2, 3, 3, 3, 1),), (2, 2, 2, 2, 2)),
     # augmentation (training: keyed; inference: identity)
     Case("random_flip", lambda: L.RandomFlip(), (f32(4, 5, 5, 2),), (4, 5, 5, 2), training=True),
     Case("random_rotation", lambda: L.RandomRotation(0.2), (IMG,), (2, 9, 9, 3), training=True),
