@@ -69,6 +69,10 @@ ROWS = [
         kwargs={"mask": R.integers(0, 2, size=(2, 6, 3)).astype(bool)}),
     Row("identity", lambda: keras.layers.Identity(), lambda: L.Identity(), SEQ),
     # reshaping
+    Row("lambda", lambda: keras.layers.Lambda(lambda x, a: keras.ops.tanh(x) * a, arguments={"a": 2.0}),
+        lambda: L.Lambda(lambda x, a: jnp.tanh(x) * a, arguments={"a": 2.0}), SEQ),
+    Row("lambda_output_shape", lambda: keras.layers.Lambda(lambda x: keras.ops.sum(x, axis=1), output_shape=(3,)),
+        lambda: L.Lambda(lambda x: jnp.sum(x, axis=1), output_shape=(3,)), SEQ),
     Row("repeat_vector", lambda: keras.layers.RepeatVector(4), lambda: L.RepeatVector(4), f32(2, 3)),
     Row("permute", lambda: keras.layers.Permute((2, 1)), lambda: L.Permute((2, 1)), SEQ),
     Row("permute_3", lambda: keras.layers.Permute((3, 1, 2)), lambda: L.Permute((3, 1, 2)), IMG),
@@ -599,3 +603,12 @@ def test_augmentation_value_ranges_and_geometry():
         top, left = int(params["top"][i]), int(params["left"][i])
         np.testing.assert_array_equal(y[i], x[i, top:top + 5, left:left + 4])
     assert len({(int(t), int(s)) for t, s in zip(params["top"], params["left"], strict=True)}) > 1  # per-image windows
+
+
+def test_lambda_passes_training_and_rejects_masks():
+    layer = L.Lambda(lambda x, training=False: x * (2.0 if training else 1.0))
+    x = f32(2, 3)
+    np.testing.assert_array_equal(np.asarray(layer(x)), x)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=True)), 2 * x)
+    with pytest.raises(ValueError, match="mask"):
+        L.Lambda(lambda x: x, mask=lambda x, m: m)

@@ -117,6 +117,8 @@ CASES = [
     # reshaping layers
     Case("repeat_vector", lambda: L.RepeatVector(3), (f32(2, 4),), (2, 3, 4)),
     Case("permute", lambda: L.Permute((2, 1)), (SEQ,), (2, 3, 5)),
+    Case("lambda", lambda: L.Lambda(lambda x, power: jnp.tanh(x) ** power, arguments={"power": 3}), (SEQ,), (2, 5, 3)),
+    Case("lambda_output_shape", lambda: L.Lambda(lambda x: jnp.sum(x, axis=1), output_shape=(3,)), (SEQ,), (2, 3)),
     Case("time_distributed", lambda: L.TimeDistributed(L.Dense(4)), (SEQ,), (2, 5, 4)),
     Case("time_distributed_dropout", lambda: L.TimeDistributed(L.Dropout(0.5)), (SEQ,), (2, 5, 3), training=True),
     Case("up_sampling1d", lambda: L.UpSampling1D(), (SEQ,), (2, 10, 3)),

@@ -68,7 +68,7 @@ from nnjax.layers.reshaping import (
     ZeroPadding2D,
     ZeroPadding3D,
 )
-from nnjax.layers.wrappers import TimeDistributed
+from nnjax.layers.wrappers import Lambda, TimeDistributed
 
 __all__ = [
     "Activation",
@@ -123,6 +123,7 @@ __all__ = [
     "InputLayer",
     "LSTM",
     "LSTMCell",
+    "Lambda",
     "Layer",
     "LayerNormalization",
     "LeakyReLU",

@@ -1,6 +1,9 @@
-"""TimeDistributed: applies a layer to every time step of a sequence."""
+"""TimeDistributed (a layer applied to every time step) and Lambda (a function as a layer)."""
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -72,4 +75,54 @@ class TimeDistributed(Layer):
         return {"name": self.name, "layer": self.layer.get_config()}
 
 
-__all__ = ["TimeDistributed"]
+class Lambda(Layer):
+    """Wraps a function of arrays as a layer: `Lambda(lambda x: x ** 2)`, as Keras's `Lambda`.
+
+    The function is called as `function(x, **arguments)`, plus `training=` when its signature has a
+    `training` argument. It must be traceable by JAX (jnp operations, no Python branches on values)
+    for `jit`, `fit` and `vmap`. A Lambda holds Python code, so a saved model keeps only its weights;
+    the function itself is never serialised or deserialised.
+
+    Args:
+      function: the function to wrap.
+      output_shape: the output shape without the batch axis (a tuple, or a callable of the input
+        shape), used by `compute_output_shape`; inferred by tracing when None.
+      mask: not supported (nnjax has no mask propagation); must be None.
+      arguments: extra keyword arguments of `function` (Python values).
+    """
+
+    _checked_axes = ()
+
+    def __init__(self, function: Callable, output_shape=None, mask=None, arguments: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not callable(function):
+            raise TypeError(f'Lambda "{self.name}": `function` must be callable; got {function!r}')
+        if mask is not None:
+            raise ValueError(f'Lambda "{self.name}": `mask` is not supported (nnjax layers do not propagate masks); got {mask!r}')
+        self.function = function
+        self.output_shape = output_shape
+        self.arguments = dict(arguments or {})
+        try:
+            self._takes_training = "training" in inspect.signature(function).parameters
+        except (TypeError, ValueError):
+            self._takes_training = False
+
+    def call(self, x, *, training=False, key=None):
+        kwargs = dict(self.arguments)
+        if self._takes_training:
+            kwargs["training"] = training
+        return self.function(x, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        if self.output_shape is None:
+            return super().compute_output_shape(input_shape)
+        if callable(self.output_shape):
+            return tuple(self.output_shape(tuple(input_shape)))
+        return (input_shape[0],) + tuple(self.output_shape)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "function": getattr(self.function, "__name__", repr(self.function)),
+                "arguments": self.arguments}
+
+
+__all__ = ["Lambda", "TimeDistributed"]
