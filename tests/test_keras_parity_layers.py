@@ -612,3 +612,21 @@ def test_lambda_passes_training_and_rejects_masks():
     np.testing.assert_array_equal(np.asarray(layer(x, training=True)), 2 * x)
     with pytest.raises(ValueError, match="mask"):
         L.Lambda(lambda x: x, mask=lambda x, m: m)
+
+
+def test_new_layers_train_inside_fit():
+    # Augmentation, stochastic and adapted layers in one model: fit passes each its key, predict is deterministic.
+    x = R.uniform(0, 255, size=(32, 8, 8, 3)).astype(np.float32)
+    y = R.integers(0, 3, size=(32,)).astype(np.int32)
+    norm = L.Normalization(axis=None)
+    norm.adapt(x)
+    model = nj.Sequential([
+        norm, L.RandomFlip("horizontal"), L.RandomRotation(0.1), L.RandomContrast(0.2, value_range=(-3, 3)),
+        L.SeparableConv2D(4, 3, padding="same"), L.GroupNormalization(2), L.PReLU(), L.SpatialDropout2D(0.2),
+        L.GaussianNoise(0.1), L.ActivityRegularization(l2=1e-3), L.Flatten(), L.Dense(3),
+    ])
+    model.compile(optimizer="adam", loss=nj.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert all(np.isfinite(history.history["loss"]))
+    first, second = model.predict(x, verbose=0), model.predict(x, verbose=0)
+    np.testing.assert_array_equal(first, second)  # inference: augmentation and noise are off
