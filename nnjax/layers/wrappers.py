@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nnjax.layers.base import Layer, shape_str
 
@@ -43,9 +44,9 @@ class TimeDistributed(Layer):
         return self.layer
 
     def check_host_inputs(self, x) -> None:
-        shape = jnp.shape(x)
-        if len(shape) >= 2:
-            self.layer.check_host_inputs(jnp.reshape(x, (-1,) + tuple(shape[2:])))
+        values = np.asarray(x)
+        if values.ndim >= 2:
+            self.layer.check_host_inputs(values.reshape((-1,) + values.shape[2:]))
 
     @staticmethod
     def _fold(shape):
