@@ -215,12 +215,12 @@ ROWS = [
     # convolutional LSTMs
     Row("conv_lstm2d_same_sequences_backwards", lambda: keras.layers.ConvLSTM2D(2, (2, 3), padding="same", return_sequences=True,
                                                                               go_backwards=True, bias_initializer="random_normal"),
-        lambda: L.ConvLSTM2D(2, (2, 3), padding="same", return_sequences=True, go_backwards=True), f32(2, 3, 4, 5, 2),
+        lambda: L.ConvLSTM2D(2, (2, 3), padding="same", return_sequences=True, go_backwards=True), f32(2, 2, 4, 5, 2),
         CONV_LSTM_WEIGHTS),
     Row("conv_lstm2d_strided_channels_first", lambda: keras.layers.ConvLSTM2D(2, 3, strides=2, data_format="channels_first"),
-        lambda: L.ConvLSTM2D(2, 3, strides=2, data_format="channels_first"), f32(2, 3, 2, 7, 7), CONV_LSTM_WEIGHTS),
+        lambda: L.ConvLSTM2D(2, 3, strides=2, data_format="channels_first"), f32(2, 2, 2, 7, 7), CONV_LSTM_WEIGHTS),
     Row("conv_lstm1d", lambda: keras.layers.ConvLSTM1D(3, 2, dilation_rate=2, return_sequences=True),
-        lambda: L.ConvLSTM1D(3, 2, dilation_rate=2, return_sequences=True), f32(2, 4, 6, 2), CONV_LSTM_WEIGHTS),
+        lambda: L.ConvLSTM1D(3, 2, dilation_rate=2, return_sequences=True), f32(2, 2, 6, 2), CONV_LSTM_WEIGHTS),
 ]
 
 
