@@ -21,6 +21,7 @@ from flax import nnx
 
 from nnjax.layers.base import call_with_added_losses
 from nnjax.layers.calling import call_module
+from nnjax.layers.noise import activity_loss
 from nnjax.train import nonfinite, precision
 from nnjax.train.losses import at_least_f32
 from nnjax.train.metrics import weighted_sum_and_count
@@ -92,6 +93,7 @@ def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
     loss = at_least_f32(loss)
     if added_losses:  # Keras's `add_loss`: the layers' losses join the objective
         loss = loss + sum(at_least_f32(value) for value in added_losses)
+    loss = loss + activity_loss(new_model_state)  # ActivityRegularization's penalties (0 when there are none)
     return loss, (outputs, new_model_state, dict(aux))
 
 
