@@ -303,10 +303,9 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
                 f"{sorted(sample[0])}. Pass the array itself, or build a functional model with one nj.Input per key"
             )
         policy = self._compiled is not None and self._compiled.nonfinite is not None  # it handles NaN/inf per step
-        if hasattr(source, "arrays"):  # in-memory: every value, once per dataset
-            validate.check_values(*source.arrays, where=what, remember=not policy, nonfinite_ok=policy)
-        else:
-            validate.check_values(*sample, where=what, nonfinite_ok=policy)
+        x, y, weights = source.arrays if hasattr(source, "arrays") else sample  # in-memory: every value, once per dataset
+        validate.check_values(x, None, weights, where=what, remember=hasattr(source, "arrays") and not policy,
+                              nonfinite_ok=policy)
         self._ensure_built(sample[0])
         expected = self._input_spec[0]
         leaves = jax.tree.leaves(sample[0])
@@ -324,14 +323,14 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
         if hasattr(out, "shape"):
             self._output_shape = (None,) + tuple(out.shape[1:])
         if self._compiled is not None and sample[1] is not None:
-            labels = source.y if hasattr(source, "arrays") else sample[1]
-            checks.check_labels(labels, self._output_shape, self._compiled.loss, what)
+            checks.check_labels(y, self._output_shape, self._compiled.loss, what)  # labels first: the clearer message
+        validate.check_values(None, y, where=what, remember=hasattr(source, "arrays") and not policy, nonfinite_ok=policy)
 
     def _check_batch(self, batch, where: str) -> None:
         """Checks one streamed batch on the host (values, labels) before it is trained or evaluated on."""
-        validate.check_values(*batch, where=where, nonfinite_ok=self._compiled is not None and self._compiled.nonfinite is not None)
         if self._compiled is not None and batch[1] is not None:
             checks.check_labels(batch[1], self._output_shape, self._compiled.loss, where)
+        validate.check_values(*batch, where=where, nonfinite_ok=self._compiled is not None and self._compiled.nonfinite is not None)
 
     # ------------------------------------------------------------------ fit
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose="auto", callbacks=None,
