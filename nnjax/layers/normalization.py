@@ -134,8 +134,9 @@ class LayerNormalization(Layer):
       axis: axis or axes to normalise over (-1).
       epsilon: added to the variance (1e-3, Keras's default).
       center: learn `beta`; scale: learn `gamma` (both of shape `input_shape[axis]`).
-      rms_scaling: divide by the root mean square instead (no centring), as Keras's
-        `rms_scaling=True`: `gamma * x / sqrt(mean(x**2) + epsilon)`.
+      rms_scaling: Keras 3's (deprecated) `rms_scaling=True`, computed as Keras computes it:
+        `gamma * x / sqrt(var(x) + epsilon)` (the input is not centred; the divisor is the variance,
+        not the mean square). For root-mean-square normalisation use `RMSNormalization`.
 
     Statistics are computed in float32; the output keeps the input's dtype.
     """
@@ -182,7 +183,7 @@ class LayerNormalization(Layer):
         xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         axes = self.feature_axes
         if self.rms_scaling:
-            y = xf * jax.lax.rsqrt(jnp.mean(jnp.square(xf), axis=axes, keepdims=True) + self.epsilon)
+            y = xf * jax.lax.rsqrt(jnp.var(xf, axis=axes, keepdims=True) + self.epsilon)  # as Keras 3 does
         else:
             mean = jnp.mean(xf, axis=axes, keepdims=True)
             variance = jnp.mean(jnp.square(xf - mean), axis=axes, keepdims=True)
