@@ -70,3 +70,133 @@ def test_keras_order_and_unnamed_losses_keep_keras_order():
     y_true, y_pred = np.array([[1.0, 0.0]], np.float32), np.array([[0.5, 0.25]], np.float32)
     assert float(nj.losses.get(lambda y_true, y_pred: y_true - y_pred)(y_true, y_pred)) == pytest.approx(0.125)
     assert float(nj.losses.get(lambda a, b: a - b)(y_true, y_pred)) == pytest.approx(0.125)
+
+
+# ------------------------------------------------------------------------------------------------ freezing
+FREEZE_X = np.random.default_rng(3).normal(size=(32, 5)).astype(np.float32)
+FREEZE_Y = np.random.default_rng(4).integers(0, 3, size=(32,)).astype(np.int32)
+OPTIMIZERS = {
+    "adam": lambda ns: ns.Adam(1e-2),
+    "adamw_exclude_bias": lambda ns: ns.AdamW(1e-2, weight_decay=0.5, exclude_from_weight_decay=["bias"]),
+}
+
+
+def _keras_adamw_exclude_bias(ns):
+    optimizer = ns.AdamW(1e-2, weight_decay=0.5)
+    optimizer.exclude_from_weight_decay(var_names=["bias"])  # Keras's spelling of the same setting
+    return optimizer
+
+
+KERAS_OPTIMIZERS = {"adam": OPTIMIZERS["adam"], "adamw_exclude_bias": _keras_adamw_exclude_bias}
+
+
+def _keras_frozen(optimizer):
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(3)])
+    model.layers[0].trainable = False
+    model.layers[1].trainable = False
+    # Moving statistics away from their initial values, so that training-mode BatchNorm would differ.
+    model.layers[1].set_weights([np.full(8, 1.5, np.float32), np.full(8, 0.2, np.float32),
+                                 np.full(8, 0.3, np.float32), np.full(8, 2.0, np.float32)])
+    model.compile(optimizer=KERAS_OPTIMIZERS[optimizer](keras.optimizers),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_frozen_layers_train_as_in_keras(optimizer):
+    kmodel = _keras_frozen(optimizer)
+    model = nj.Sequential([nj.layers.Dense(8, activation="relu", input_shape=(5,)), nj.layers.BatchNormalization(),
+                           nj.layers.Dense(3)])
+    for mine, theirs in zip(model.layers, kmodel.layers, strict=True):
+        mine.set_weights(theirs.get_weights())
+    model.layers[0].trainable = False
+    model.layers[1].trainable = False
+    model.compile(optimizer=OPTIMIZERS[optimizer](nj.optimizers),
+                  loss=nj.losses.SparseCategoricalCrossentropy(from_logits=True), seed=0)
+    before = [layer.get_weights() for layer in kmodel.layers]
+    kmodel.fit(FREEZE_X, FREEZE_Y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    model.fit(FREEZE_X, FREEZE_Y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    # 4 Adam steps of a small MLP in float32: atol 1e-6, as the fit parity tests.
+    for index, (mine, theirs) in enumerate(zip(model.layers, kmodel.layers, strict=True)):
+        for got, want in zip(mine.get_weights(), theirs.get_weights(), strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, err_msg=f"layer {index}")
+    for frozen in (0, 1):  # Keras's frozen weights, BatchNorm statistics included, did not move
+        for got, initial in zip(model.layers[frozen].get_weights(), before[frozen], strict=True):
+            np.testing.assert_array_equal(got, initial)
+    assert model.layers[0].trainable_weights == [] and len(kmodel.layers[0].trainable_weights) == 0
+
+
+class TwoLayer:
+    """A plain NNX module built by `make()`: `out(relu(hidden(x)))`."""
+
+    @staticmethod
+    def make():
+        from flax import nnx
+
+        class Net(nnx.Module):
+            def __init__(self, rngs):
+                self.hidden = nnx.Linear(5, 4, rngs=rngs)
+                self.out = nnx.Linear(4, 2, rngs=rngs)
+
+            def __call__(self, x):
+                import jax
+
+                return self.out(jax.nn.relu(self.hidden(x)))
+
+        return Net(nnx.Rngs(0))
+
+
+def _sgd_reference(module, x, y, lr):
+    """Plain SGD on the mean squared error, by `jax.grad` of a function of the weights (no nnjax)."""
+    import jax
+    import jax.numpy as jnp
+
+    weights = {name: {"kernel": jnp.asarray(getattr(module, name).kernel[...]), "bias": jnp.asarray(getattr(module, name).bias[...])}
+               for name in ("hidden", "out")}
+
+    def mse(w):
+        h = jax.nn.relu(x @ w["hidden"]["kernel"] + w["hidden"]["bias"])
+        return jnp.mean(jnp.square(h @ w["out"]["kernel"] + w["out"]["bias"] - y))
+
+    grads = jax.grad(mse)(weights)
+    return weights, jax.tree.map(lambda w, g: w - lr * g, weights, grads)
+
+
+def test_train_state_wrt_filter_trains_only_selected_params():
+    from flax import nnx
+
+    module = TwoLayer.make()
+    x, y = FREEZE_X[:8], np.random.default_rng(6).normal(size=(8, 2)).astype(np.float32)
+    initial, stepped = _sgd_reference(module, x, y, 0.1)
+    state = nj.train.TrainState.create(module, optax.sgd(0.1), loss="mse", wrt=nnx.PathContains("out"), key=0)
+    state, _ = nj.train.train_step(state, (x, y))
+    trained = state.module()
+    for name, expected in (("hidden", initial["hidden"]), ("out", stepped["out"])):
+        for part in ("kernel", "bias"):
+            np.testing.assert_allclose(getattr(trained, name).__getattribute__(part)[...], expected[part], rtol=1e-6, atol=1e-7,
+                                       err_msg=f"{name}.{part}")
+
+
+def test_param_labels_paths_work_with_optax_multi_transform():
+    module = TwoLayer.make()
+    x, y = FREEZE_X[:8], np.random.default_rng(7).normal(size=(8, 2)).astype(np.float32)
+    initial, stepped = _sgd_reference(module, x, y, 0.1)
+    params_of = nj.train.TrainState.create(module, optax.sgd(0.1), loss="mse", key=0).params
+    # A Linen-style rule on the path: biases are held, everything else trains.
+    labels = nj.train.param_labels(params_of, lambda path, _: "hold" if path[-1] == "bias" else "train")
+    assert sorted(set(jax_leaves(labels))) == ["hold", "train"]
+    tx = optax.multi_transform({"train": optax.sgd(0.1), "hold": optax.set_to_zero()}, labels)
+    state = nj.train.TrainState.create(module, tx, loss="mse", key=0)
+    state, _ = nj.train.train_step(state, (x, y))
+    trained = state.module()
+    for name in ("hidden", "out"):
+        np.testing.assert_allclose(getattr(trained, name).kernel[...], stepped[name]["kernel"], rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(getattr(trained, name).bias[...], initial[name]["bias"])
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)

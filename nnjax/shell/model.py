@@ -28,7 +28,7 @@ from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
 from nnjax.shell.weights import WeightsMixin
 from nnjax.train import ema as ema_lib
-from nnjax.train import steps
+from nnjax.train import freeze, steps
 from nnjax.train.execution import Execution, FlatState
 from nnjax.train.state import StepConfig, TrainState
 from nnjax.utils.random import as_key, next_seed
@@ -236,7 +236,8 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
             rng=jax.random.PRNGKey(config.seed), graphdef=graphdef, tx=config.tx,
             config=StepConfig(loss=config.loss, metrics=config.metrics, weighted_metrics=config.weighted_metrics,
                               loss_fn=config.loss_fn,
-                              compute_dtype=config.compute_dtype, nonfinite=config.nonfinite),
+                              compute_dtype=config.compute_dtype, nonfinite=config.nonfinite,
+                              trainable=freeze.trainable_leaves(self._module, params)),
         )
         return self.execution.place_state(state)
 
