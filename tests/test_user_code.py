@@ -200,3 +200,114 @@ def jax_leaves(tree):
     import jax
 
     return jax.tree.leaves(tree)
+
+
+# ------------------------------------------------------------------------------------------------ loaders
+DATA_X = np.random.default_rng(8).normal(size=(60, 8, 8)).astype(np.float32)
+DATA_Y = (DATA_X.reshape(60, -1)[:, :2].sum(1) > 0).astype(np.int32)
+RECORDS = [(DATA_X[i], DATA_Y[i]) for i in range(60)]
+INIT_KERNEL = np.random.default_rng(9).normal(size=(64, 2)).astype(np.float32) * 0.1
+
+
+def _fit_weights(data, epochs=2, **fit_kwargs):
+    model = nj.Sequential([nj.layers.Flatten(input_shape=(8, 8)), nj.layers.Dense(2)])
+    model.layers[1].set_weights([INIT_KERNEL, np.zeros(2, np.float32)])
+    model.compile(optimizer=nj.optimizers.SGD(0.1), loss=nj.losses.SparseCategoricalCrossentropy(from_logits=True), seed=0)
+    history = model.fit(data, epochs=epochs, shuffle=False, verbose=0, **fit_kwargs)
+    return model.layers[1].get_weights(), history.history
+
+
+def _reference(epochs=2):
+    """The same 6 batches of 10, in order, from in-memory arrays (the path checked against Keras elsewhere)."""
+    model = nj.Sequential([nj.layers.Flatten(input_shape=(8, 8)), nj.layers.Dense(2)])
+    model.layers[1].set_weights([INIT_KERNEL, np.zeros(2, np.float32)])
+    model.compile(optimizer=nj.optimizers.SGD(0.1), loss=nj.losses.SparseCategoricalCrossentropy(from_logits=True), seed=0)
+    model.fit(DATA_X, DATA_Y, batch_size=10, epochs=epochs, shuffle=False, verbose=0)
+    return model.layers[1].get_weights()
+
+
+class KerasBatches(keras.utils.PyDataset):
+    def __init__(self):
+        super().__init__()
+        self.epochs_ended = 0
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, index):
+        return DATA_X[index * 10:(index + 1) * 10], DATA_Y[index * 10:(index + 1) * 10]
+
+    def on_epoch_end(self):
+        self.epochs_ended += 1
+
+
+class NnjaxBatches(nj.utils.PyDataset):
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, index):
+        return DATA_X[index * 10:(index + 1) * 10], DATA_Y[index * 10:(index + 1) * 10]
+
+
+def _loaders():
+    import grain
+    import torch
+
+    torch_set = torch.utils.data.TensorDataset(torch.tensor(DATA_X), torch.tensor(DATA_Y))
+    return {
+        "grain_iter_batched": (lambda: grain.MapDataset.source(RECORDS).batch(10).to_iter_dataset(), {}),
+        "grain_iter_examples": (lambda: grain.MapDataset.source(RECORDS).to_iter_dataset(), {"batch_size": 10}),
+        "grain_map_batched": (lambda: grain.MapDataset.source(RECORDS).batch(10), {}),
+        "grain_map_dict_records": (
+            lambda: grain.MapDataset.source([{"image": x, "label": y} for x, y in RECORDS]), {"batch_size": 10}),
+        "grain_data_loader": (lambda: grain.DataLoader(
+            data_source=RECORDS, sampler=grain.samplers.IndexSampler(60, shuffle=False, num_epochs=1),
+            operations=[grain.transforms.Batch(10)], worker_count=0), {}),
+        "torch_data_loader": (lambda: torch.utils.data.DataLoader(torch_set, batch_size=10, shuffle=False), {}),
+        "torch_dict_records": (lambda: torch.utils.data.DataLoader(
+            [{"image": torch.tensor(x), "label": int(y)} for x, y in RECORDS], batch_size=10), {}),
+        "keras_py_dataset": (KerasBatches, {}),
+        "nnjax_py_dataset": (NnjaxBatches, {}),
+    }
+
+
+LOADERS = sorted(["grain_iter_batched", "grain_iter_examples", "grain_map_batched", "grain_map_dict_records",
+                  "grain_data_loader", "torch_data_loader", "torch_dict_records", "keras_py_dataset", "nnjax_py_dataset"])
+
+
+@pytest.mark.parametrize("kind", LOADERS)
+def test_loader_trains_on_its_batches(kind):
+    make, fit_kwargs = _loaders()[kind]
+    data = make()
+    weights, history = _fit_weights(data, **fit_kwargs)
+    assert len(history["loss"]) == 2
+    # Same batches in the same order as the arrays: same float32 arithmetic, so 1e-6 covers only reduction order.
+    for got, want in zip(weights, _reference(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    if kind == "keras_py_dataset":
+        assert data.epochs_ended == 2
+
+
+def test_loaders_yielding_single_examples_are_refused():
+    import grain
+    import torch
+
+    torch_examples = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(DATA_X), torch.tensor(DATA_Y)),
+                                                 batch_size=None)
+    with pytest.raises(ValueError, match="batch_size=None yields single examples"):
+        _fit_weights(torch_examples)
+    grain_examples = grain.DataLoader(data_source=RECORDS, sampler=grain.samplers.IndexSampler(60, shuffle=False, num_epochs=1),
+                                      worker_count=0)
+    with pytest.raises(ValueError, match=r"grain\.transforms\.Batch"):
+        _fit_weights(grain_examples)
+    with pytest.raises(ValueError, match="already batched|yields whole batches"):
+        _fit_weights(grain.MapDataset.source(RECORDS).batch(10), batch_size=10)
+
+
+def test_one_pass_generator_warns_and_stops_after_its_data():
+    batches = ((DATA_X[i:i + 10], DATA_Y[i:i + 10]) for i in range(0, 60, 10))
+    with pytest.warns(UserWarning, match="ran out of data"):
+        weights, history = _fit_weights(batches, epochs=3)
+    assert len(history["loss"]) == 1
+    for got, want in zip(weights, _reference(epochs=1), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)

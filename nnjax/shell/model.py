@@ -20,6 +20,7 @@ from flax import nnx
 
 from nnjax.callbacks.base import CallbackList, History
 from nnjax.data import validate
+from nnjax.data.generators import stop_when_exhausted
 from nnjax.layers.base import Layer, shape_str, unique_name
 from nnjax.layers.sequential import LinenLayer, SequentialModule, is_linen
 from nnjax.shell import checks, inputs
@@ -374,6 +375,9 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
             verbose = 1 if sys.stdout.isatty() else 2
         self.history = self._new_history()
         self.stop_training = False
+        stop = stop_when_exhausted(source, epochs)  # Keras: a one-pass generator that runs out ends training
+        if stop is not None:
+            callbacks = [*(callbacks or []), stop]
         callback_list = CallbackList(callbacks, model=self, history=self.history, verbose=verbose, epochs=epochs)
         loop = FitLoop(self, source, val_source, callback_list, epochs=epochs, initial_epoch=initial_epoch,
                        steps_per_epoch=steps_per_epoch, validation_freq=validation_freq)
