@@ -311,3 +311,26 @@ def test_one_pass_generator_warns_and_stops_after_its_data():
     assert len(history["loss"]) == 1
     for got, want in zip(weights, _reference(epochs=1), strict=True):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ schedule-free
+def test_schedule_free_evaluate_uses_eval_params():
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    x, y = FREEZE_X, np.random.default_rng(10).normal(size=(32, 2)).astype(np.float32)
+    model = nj.Model(TwoLayer.make())
+    model.compile(optimizer=optax.contrib.schedule_free_adamw(1e-2), loss="mse", seed=0)
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    state = model.state
+    sf_state = next(node for node in jax.tree.leaves(state.opt_state, is_leaf=lambda n: isinstance(
+        n, optax.contrib.ScheduleFreeState)) if isinstance(node, optax.contrib.ScheduleFreeState))
+    eval_params = optax.contrib.schedule_free_eval_params(sf_state, state.params)
+    module = nnx.merge(state.graphdef, eval_params, state.model_state)
+    expected = float(jnp.mean(jnp.square(module(jnp.asarray(x)) - y)))
+    train_module = nnx.merge(state.graphdef, state.params, state.model_state)
+    assert abs(float(jnp.mean(jnp.square(train_module(jnp.asarray(x)) - y))) - expected) > 1e-4  # the two differ
+    # One float32 forward pass and mean over 64 values, summed in batches of 8: rtol 1e-5.
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=8, verbose=0), expected, rtol=1e-5)
+    np.testing.assert_allclose(model.predict(x, verbose=0), module(jnp.asarray(x)), rtol=1e-5, atol=1e-6)
