@@ -6,6 +6,7 @@ import inspect
 
 from nnjax.data.arrays import ArraySource, as_array_tree, check_lengths
 from nnjax.data.generators import GeneratorSource
+from nnjax.data.loaders import adapt_loader, is_loader
 from nnjax.data.pipeline import Dataset
 
 
@@ -25,7 +26,7 @@ def _is_grain_map_dataset(x) -> bool:
 def is_streaming(x) -> bool:
     """Whether `x` is a dataset, generator, TFDS or Grain source (anything but in-memory arrays)."""
     streaming = is_source(x) or inspect.isgenerator(x) or inspect.isgeneratorfunction(x) or hasattr(x, "__next__")
-    return streaming or _is_tfds_data_source(x) or _is_grain_map_dataset(x)
+    return streaming or _is_tfds_data_source(x) or _is_grain_map_dataset(x) or is_loader(x)
 
 
 def adapt(x, y=None, *, sample_weight=None, batch_size: int | None = None, shuffle: bool = True, seed: int = 0,
@@ -41,12 +42,23 @@ def adapt(x, y=None, *, sample_weight=None, batch_size: int | None = None, shuff
         batches: a `GeneratorSource`;
       - a `tfds.data_source(...)` split (examples from its `supervised_keys`) or a
         `grain.MapDataset` of `(x, y[, w])` examples: a `Dataset` with
-        `batch_size` (32 by default), `shuffle` and `seed`.
+        `batch_size` (32 by default), `shuffle` and `seed`;
+      - a batched `grain.MapDataset` (`.batch(n)` in its lineage) or a Keras-style
+        `PyDataset` (`len()` batches, `[i]` a batch): its batches, as they are
+        (a `PyDataset`'s batch order shuffled with `shuffle`);
+      - a `grain.IterDataset` (batched with `batch_size` unless already batched), a
+        `grain.DataLoader` with a `grain.transforms.Batch` operation, a torch
+        `DataLoader`: re-iterated every epoch, batches as they come.
+
+    An example or batch that is a dict with one label key ("label", "labels",
+    "y", "target", "targets") is `(the other entries, label)` (see
+    `nnjax.data.pipeline.as_example`).
 
     Raises:
       ValueError: if `y` or `sample_weight` is given with a source or generator
-        (they yield their own labels), or `batch_size` with a generator (it
-        yields whole batches).
+        (they yield their own labels), `batch_size` with a generator or anything
+        else that yields whole batches, or a loader that yields single examples
+        and batches them itself (see `nnjax.data.loaders`).
     """
     if not is_streaming(x):
         x, y, sample_weight = (as_array_tree(v, n) for v, n in ((x, "x"), (y, "y"), (sample_weight, "sample_weight")))
@@ -60,6 +72,10 @@ def adapt(x, y=None, *, sample_weight=None, batch_size: int | None = None, shuff
             )
     if is_source(x):
         return x
+    if is_loader(x):
+        source = adapt_loader(x, batch_size=batch_size, shuffle=shuffle, seed=seed)
+        if source is not None:
+            return source
     if inspect.isgenerator(x) or inspect.isgeneratorfunction(x) or hasattr(x, "__next__"):
         if batch_size is not None:
             raise ValueError(f"`batch_size` must be None when `x` is a generator (it yields whole batches); got {batch_size!r}")

@@ -54,6 +54,8 @@ class GeneratorSource:
         self.steps_per_epoch = steps_per_epoch
         self._head: list = []  # batches read ahead from a one-pass stream (by peek), replayed first
         self._first_spec = None
+        self._first_batch = None  # a one-pass stream's first batch, for `peek` once the stream is used up
+        self.exhausted = False  # a one-pass stream ran out of batches
         self.batch_size = None
 
     @property
@@ -85,6 +87,8 @@ class GeneratorSource:
                 stream.close()
         elif self._head:
             item = self._head[0]
+        elif self._first_batch is not None:
+            return self._first_batch
         else:
             item = next(self._stream, _END)
             if item is not _END:
@@ -115,8 +119,12 @@ class GeneratorSource:
         while limit is None or step < limit:
             item = next(stream, _END)
             if item is _END:
+                self.exhausted = self._factory is None
                 return
-            yield self._checked(item, f"generator batch {step} of epoch {epoch}")
+            batch = self._checked(item, f"generator batch {step} of epoch {epoch}")
+            if self._factory is None and self._first_batch is None:
+                self._first_batch = batch
+            yield batch
             step += 1
 
     def fingerprint(self) -> dict:
@@ -125,10 +133,38 @@ class GeneratorSource:
 
 _END = object()
 
+OUT_OF_DATA = (
+    "Your input ran out of data; interrupting training. Make sure that your dataset or generator can generate at least "
+    "`steps_per_epoch * epochs` batches."
+)
+
+
+def stop_when_exhausted(source, epochs: int):
+    """A callback that, as Keras, warns and stops `fit` once a one-pass generator has run out of batches.
+
+    Returns:
+      An `nj.callbacks.Callback` for `fit`'s callback list, or None when `source` is not a one-pass
+      `GeneratorSource` (anything else restarts every epoch).
+    """
+    if not isinstance(source, GeneratorSource) or source.restartable:
+        return None
+    import warnings
+
+    from nnjax.callbacks.base import Callback
+
+    class StopWhenExhausted(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if source.exhausted and epoch + 1 < epochs:
+                warnings.warn(f"fit: {OUT_OF_DATA} The generator is a one-pass stream: pass a generator function "
+                              "(called afresh every epoch) to train for several epochs.", UserWarning, stacklevel=2)
+                self.model.stop_training = True
+
+    return StopWhenExhausted()
+
 
 def from_generator(generator: Callable[[], Iterator] | Iterator, steps_per_epoch: int | None = None) -> GeneratorSource:
     """Wraps a Python generator (function or object) as a batch source; see `GeneratorSource`."""
     return GeneratorSource(generator, steps_per_epoch=steps_per_epoch)
 
 
-__all__ = ["GeneratorSource", "from_generator"]
+__all__ = ["OUT_OF_DATA", "GeneratorSource", "from_generator", "stop_when_exhausted"]

@@ -45,12 +45,19 @@ def _takes_rng(fn: Callable) -> bool:
 def as_example(item) -> tuple:
     """Normalises one example or batch to `(x, y, sample_weight)` with NumPy leaves.
 
-    A tuple/list of 1 to 3 parts is `(x[, y[, sample_weight]])`; a dict or an
-    array is `x` alone.
+    A tuple/list of 1 to 3 parts is `(x[, y[, sample_weight]])`; an array is `x`
+    alone. A dict is a record: `{"x", "y", "sample_weight"}` (any of the last
+    two) are those parts; a dict with one label key of `LABEL_KEYS`
+    (`{"image": ..., "label": ...}`) is `(x, label[, sample_weight])`, where `x`
+    is the one other entry or a dict of the others; any other dict is `x` alone
+    (a multi-input model's inputs).
 
     Raises:
-      ValueError: for a tuple of more than 3 parts.
+      ValueError: for a tuple of more than 3 parts, or a dict with more than one
+        label key.
     """
+    if isinstance(item, dict):
+        item = _record_parts(item)
     if isinstance(item, list):
         item = tuple(item)
     if isinstance(item, tuple):
@@ -62,6 +69,26 @@ def as_example(item) -> tuple:
     else:
         item = (item, None, None)
     return tuple(None if part is None else jax.tree.map(_host_array, part) for part in item)
+
+
+LABEL_KEYS = ("label", "labels", "y", "target", "targets")
+
+
+def _record_parts(record: dict):
+    """A dict record as `(x, y, sample_weight)`, or the dict itself when it holds no label (see `as_example`)."""
+    if "x" in record and set(record) <= {"x", "y", "sample_weight"}:
+        return (record["x"], record.get("y"), record.get("sample_weight"))
+    labels = [key for key in LABEL_KEYS if key in record]
+    if not labels or len(record) < 2:
+        return record
+    if len(labels) > 1:
+        raise ValueError(
+            f"a dict example must have at most one label key of {list(LABEL_KEYS)}; received keys {sorted(record)}. "
+            "Map the records to (x, y) tuples first"
+        )
+    rest = {key: value for key, value in record.items() if key not in (labels[0], "sample_weight")}
+    x = next(iter(rest.values())) if len(rest) == 1 else rest
+    return (x, record[labels[0]], record.get("sample_weight"))
 
 
 def _host_array(leaf) -> np.ndarray:
@@ -421,4 +448,4 @@ def _parallel_map(fn: Callable, items: Sequence, num_threads: int, prefetch: int
         iterator.close()
 
 
-__all__ = ["CACHE_BYTES", "Dataset", "as_example", "check_consistent", "read_records", "stack_examples"]
+__all__ = ["CACHE_BYTES", "LABEL_KEYS", "Dataset", "as_example", "check_consistent", "read_records", "stack_examples"]

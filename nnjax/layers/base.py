@@ -529,6 +529,10 @@ class Layer(nnx.Module):
         if isinstance(value, _KerasVariableMethods) and value.get_metadata().get("name") is None:
             value.set_metadata(name=name)  # an unnamed weight takes its attribute's name ("kernel", "bias")
         super().__setattr__(name, _trackable(value))
+        if name == "trainable" and "built" in vars(self):  # Keras: freezing a layer freezes its sublayers
+            for sub in self._sublayers():
+                if isinstance(sub, Layer):
+                    sub.trainable = value
 
     # -- to override -------------------------------------------------------------------
     def build(self, input_shape: tuple, key: jax.Array | None = None) -> None:
@@ -876,12 +880,17 @@ class Layer(nnx.Module):
 
     @property
     def trainable_weights(self) -> list:
-        """The `nnx.Param`s of `weights` (trained by the optimizer)."""
+        """The `nnx.Param`s of `weights` (trained by the optimizer); none when `trainable` is False (Keras)."""
+        if not self.trainable:
+            return []
         return [v for v in self.weights if isinstance(v, nnx.Param)]
 
     @property
     def non_trainable_weights(self) -> list:
-        """The other variables of `weights` (BatchNorm statistics, `add_weight(trainable=False)`)."""
+        """The other variables of `weights` (BatchNorm statistics, `add_weight(trainable=False)`); all of them
+        when `trainable` is False."""
+        if not self.trainable:
+            return list(self.weights)
         return [v for v in self.weights if not isinstance(v, nnx.Param)]
 
     @property

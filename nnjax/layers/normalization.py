@@ -36,7 +36,7 @@ class BatchNormalization(Layer):
     `mean_B`, `var_B` (biased) are taken over every axis but `axis`, and the running statistics move as
     in Keras: `moving = moving * momentum + batch_stat * (1 - momentum)`. Inference uses
     `moving_mean`/`moving_variance` instead. Statistics are computed in float32; the output keeps the
-    input's dtype.
+    input's dtype. A frozen layer (`trainable = False`) runs in inference mode even in training (Keras).
 
     Under `jit` with a batch sharded over devices, the mean is over the whole (global) batch, since
     XLA sees the global array. Under `jax.vmap`/`shard_map`/`pmap` over a named axis, pass that name as
@@ -99,7 +99,7 @@ class BatchNormalization(Layer):
         ndim = x.ndim
         reduce_axes = tuple(a for a in range(ndim) if a not in self.feature_axes)
         xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-        if training:
+        if training and self.trainable:  # Keras: a frozen BatchNormalization runs in inference mode
             mean = jnp.mean(xf, axis=reduce_axes)
             if self.axis_name is not None:
                 mean = jax.lax.pmean(mean, self.axis_name)

@@ -10,7 +10,7 @@ import numpy as np
 
 from nnjax.callbacks.base import CallbackList
 from nnjax.data.adapt import is_streaming
-from nnjax.train import steps
+from nnjax.train import schedule_free, steps
 from nnjax.train.execution import batch_size_of
 
 
@@ -30,7 +30,7 @@ class InferenceMixin:
     def _evaluate_source(self, source, keep_on_device: bool = False) -> dict:
         """Loss and metrics over `source`. With `keep_on_device`, in-memory data placed on the device
         once is reused by the next call with the same source (fit validates every epoch)."""
-        state, execution = self.state, self.execution
+        state, execution = schedule_free.eval_state(self.state), self.execution  # schedule-free: evaluation params
         totals = self._zero_totals(source)
         cached = self._eval_cache
         if cached is not None and cached[0] is source:
@@ -101,7 +101,7 @@ class InferenceMixin:
         self._require_built("predict")
         source = self._source(x, None, None, batch_size, False, "predict")
         self._check_source(source, "predict")
-        state, execution = self._inference_state(), self.execution
+        state, execution = schedule_free.eval_state(self._inference_state()), self.execution
         axis = 0 if execution.members is None else 1  # the example axis of the outputs
         outputs, group = [], []
 

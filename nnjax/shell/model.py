@@ -20,6 +20,7 @@ from flax import nnx
 
 from nnjax.callbacks.base import CallbackList, History
 from nnjax.data import validate
+from nnjax.data.generators import stop_when_exhausted
 from nnjax.layers.base import Layer, shape_str, unique_name
 from nnjax.layers.sequential import LinenLayer, SequentialModule, is_linen
 from nnjax.shell import checks, inputs
@@ -28,7 +29,7 @@ from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
 from nnjax.shell.weights import WeightsMixin
 from nnjax.train import ema as ema_lib
-from nnjax.train import steps
+from nnjax.train import freeze, steps
 from nnjax.train.execution import Execution, FlatState
 from nnjax.train.state import StepConfig, TrainState
 from nnjax.utils.random import as_key, next_seed
@@ -239,7 +240,8 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
             rng=jax.random.PRNGKey(config.seed), graphdef=graphdef, tx=config.tx,
             config=StepConfig(loss=config.loss, metrics=config.metrics, weighted_metrics=config.weighted_metrics,
                               loss_fn=config.loss_fn,
-                              compute_dtype=config.compute_dtype, nonfinite=config.nonfinite),
+                              compute_dtype=config.compute_dtype, nonfinite=config.nonfinite,
+                              trainable=freeze.trainable_leaves(self._module, params)),
         )
         return self.execution.place_state(state)
 
@@ -375,6 +377,9 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
             verbose = 1 if sys.stdout.isatty() else 2
         self.history = self._new_history()
         self.stop_training = False
+        stop = stop_when_exhausted(source, epochs)  # Keras: a one-pass generator that runs out ends training
+        if stop is not None:
+            callbacks = [*(callbacks or []), stop]
         callback_list = CallbackList(callbacks, model=self, history=self.history, verbose=verbose, epochs=epochs)
         loop = FitLoop(self, source, val_source, callback_list, epochs=epochs, initial_epoch=initial_epoch,
                        steps_per_epoch=steps_per_epoch, validation_freq=validation_freq)

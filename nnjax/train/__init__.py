@@ -4,7 +4,8 @@ Everything `Model.fit` does is built from these parts; a custom loop can use
 them with `jax.jit`, `jax.vmap`, sharding or `shard_map` and nothing else.
 """
 
-from nnjax.train import confusion, ema, losses, metrics, nonfinite, optimizer_rules, optimizers, precision, schedules
+from nnjax.train import confusion, ema, freeze, losses, metrics, nonfinite, optimizer_rules, optimizers, precision, schedules
+from nnjax.train.freeze import param_labels
 from nnjax.train.state import StepConfig, TrainState, stack_states, unstack_state
 from nnjax.train.steps import (
     apply_model,
@@ -28,11 +29,13 @@ __all__ = [
     "confusion",
     "ema",
     "eval_step",
+    "freeze",
     "losses",
     "metrics",
     "nonfinite",
     "optimizer_rules",
     "optimizers",
+    "param_labels",
     "precision",
     "predict_step",
     "schedules",

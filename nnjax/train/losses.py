@@ -12,6 +12,8 @@ by the sum of the weights).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 from collections.abc import Callable
 
@@ -657,11 +659,66 @@ CLASSES = {
 }
 
 
+# optax (and Flax) name a loss's arguments; nnjax calls `fn(y_true, y_pred)`.
+PREDICTION_NAMES = frozenset(
+    {"logits", "predictions", "log_predictions", "predictor_outputs", "scores", "preds", "y_pred", "outputs", "output"}
+)
+TARGET_NAMES = frozenset({"labels", "targets", "log_targets", "label", "target", "y_true", "y"})
+
+
+def _argument_order(fn) -> str | None:
+    """'prediction_first', 'target_first' or None (unnamed: Keras's `(y_true, y_pred)` is assumed).
+
+    Raises:
+      ValueError: when the first two arguments' names say predictions and
+        targets but not which is which (both of one kind, or one of them unknown).
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:2]
+    if len(positional) < 2:
+        return None
+    first, second = positional
+    if first in PREDICTION_NAMES and second in TARGET_NAMES:
+        return "prediction_first"
+    if first in TARGET_NAMES and second in PREDICTION_NAMES:
+        return "target_first"
+    named = [n for n in positional if n in PREDICTION_NAMES | TARGET_NAMES]
+    if named:
+        raise ValueError(
+            f"compile(loss=...): cannot tell the argument order of {getattr(fn, '__name__', fn)!r} from its arguments "
+            f"({first!r}, {second!r}); nnjax calls a loss as loss(y_true, y_pred) (Keras's order). Pass a function "
+            "with that order, e.g. `lambda y_true, y_pred: my_loss(y_pred, y_true)`."
+        )
+    return None
+
+
+def _prediction_first(fn):
+    """Adapts an optax-style `fn(predictions, targets)` to nnjax's `(y_true, y_pred)`."""
+
+    @functools.wraps(fn)
+    def keras_order(y_true, y_pred):
+        return fn(y_pred, y_true)
+
+    return keras_order
+
+
 def get(identifier) -> Loss:
     """Resolves a loss name (function or Keras class name), a `Loss`, or a callable `(y_true, y_pred) -> losses`.
 
+    A callable whose first two arguments are named as optax names them
+    (`logits`/`predictions`/`log_predictions`/`scores`, then `labels`/`targets`)
+    is called in its own order, `fn(y_pred, y_true)`; names in Keras's order
+    (`y_true, y_pred`) or unnamed ones are called `fn(y_true, y_pred)`. The
+    per-element losses are reduced with Keras's default, "sum_over_batch_size"
+    (the mean over all elements). Example:
+    `compile(loss=optax.sigmoid_binary_cross_entropy)` on a logits output.
+
     Raises:
-      ValueError: for an unknown name; the message lists the valid names.
+      ValueError: for an unknown name (the message lists the valid names), or a
+        callable whose argument names leave the order ambiguous.
       TypeError: for anything else.
     """
     if isinstance(identifier, Loss):
@@ -676,7 +733,11 @@ def get(identifier) -> Loss:
             f"compile(loss=...): unknown loss {identifier!r}; expected one of {LOSSES}, {sorted(CLASSES)} or a callable"
         )
     if callable(identifier):
-        return Loss(name=getattr(identifier, "__name__", "loss"), fn=identifier)
+        name = getattr(identifier, "__name__", "loss")
+        order = _argument_order(identifier)
+        if order == "prediction_first":
+            return Loss(name=name, fn=_prediction_first(identifier))
+        return Loss(name=name, fn=identifier)
     raise TypeError(f"compile(loss=...): expected a loss name or a callable (y_true, y_pred); got {identifier!r}")
 
 

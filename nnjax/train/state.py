@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
+from nnjax.train import freeze
 from nnjax.train import losses as losses_lib
 from nnjax.train import metrics as metrics_lib
 from nnjax.utils.random import as_key
@@ -35,6 +36,9 @@ class StepConfig:
       nonfinite: None, "halt", "skip" or a `nonfinite.NonFinitePolicy`: what
         `train_step` does with a non-finite loss, gradient or parameter (see
         `nnjax.train.nonfinite`; the optimizer must then be `nonfinite.tracked`).
+      trainable: None (every parameter trains) or one bool per leaf of
+        `TrainState.params` (flattening order); False leaves are frozen: their
+        gradients and updates are zeroed (see `nnjax.train.freeze`).
     """
 
     loss: losses_lib.Loss | None = None
@@ -43,6 +47,7 @@ class StepConfig:
     loss_fn: Callable | None = None
     compute_dtype: Any = None
     nonfinite: Any = None
+    trainable: tuple[bool, ...] | None = None
 
 
 class TrainState(struct.PyTreeNode):
@@ -85,6 +90,7 @@ class TrainState(struct.PyTreeNode):
         compute_dtype=None,
         key=None,
         nonfinite=None,
+        wrt=None,
     ) -> TrainState:
         """Splits a built Flax NNX module into a `TrainState`.
 
@@ -97,6 +103,9 @@ class TrainState(struct.PyTreeNode):
           compute_dtype: e.g. `jnp.bfloat16` for mixed precision.
           key: a PRNG key or int seed for dropout; drawn from the global seed when None.
           nonfinite: None, "halt" or "skip" (see `nnjax.train.nonfinite`); wraps `tx` in `nonfinite.tracked`.
+          wrt: None or an nnx filter (e.g. `nnx.PathContains("head")`): only the parameters it selects get
+            gradients and updates; the others stay as they are. Parameters of a `Layer` whose `trainable` is
+            False are frozen either way.
 
         Returns:
           A `TrainState` at step 0.
@@ -114,7 +123,9 @@ class TrainState(struct.PyTreeNode):
         if loss_obj is None and loss_fn is None:
             raise ValueError("TrainState.create: pass `loss` (a name or callable) or `loss_fn`; got neither")
         metric_objs = tuple(metrics_lib.get(m, loss_obj) for m in (metrics or ()))
-        config = StepConfig(loss=loss_obj, metrics=metric_objs, loss_fn=loss_fn, compute_dtype=compute_dtype, nonfinite=nonfinite)
+        trainable = freeze.trainable_leaves(module, params, wrt)
+        config = StepConfig(loss=loss_obj, metrics=metric_objs, loss_fn=loss_fn, compute_dtype=compute_dtype, nonfinite=nonfinite,
+                            trainable=trainable)
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,

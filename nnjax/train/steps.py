@@ -22,7 +22,7 @@ from flax import nnx
 from nnjax.layers.base import call_with_added_losses
 from nnjax.layers.calling import call_module
 from nnjax.layers.noise import activity_loss
-from nnjax.train import nonfinite, precision
+from nnjax.train import freeze, nonfinite, precision
 from nnjax.train.losses import at_least_f32
 from nnjax.train.metrics import weighted_sum_and_count
 from nnjax.train.state import TrainState
@@ -181,7 +181,9 @@ def train_step_totals(state: TrainState, batch) -> tuple[TrainState, dict[str, A
     (loss, (outputs, new_model_state, aux)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     if scale is not None:
         loss = loss / scale
+    grads = freeze.zero_frozen(grads, state.config.trainable)  # frozen parameters: no gradient, no update
     updates, new_opt_state = state.tx.update(grads, state.opt_state, state.params)
+    updates = freeze.zero_frozen(updates, state.config.trainable)
     new_params = optax.apply_updates(state.params, updates)
     new_state = state.replace(
         step=state.step + 1, params=new_params, model_state=new_model_state, opt_state=new_opt_state

@@ -1,6 +1,7 @@
 """Utilities: seeding and keys, Keras's NumPy helpers, `plot_model`."""
 
 from nnjax.utils.numerical import normalize, pad_sequences, to_categorical
+from nnjax.utils.py_dataset import PyDataset
 from nnjax.utils.random import as_key, global_seed, next_seed, set_random_seed
 
 
@@ -11,4 +12,4 @@ def plot_model(model, to_file: str = "model.png", **kwargs) -> str:
     return draw(model, to_file, **kwargs)
 
 
-__all__ = ["as_key", "global_seed", "next_seed", "normalize", "pad_sequences", "plot_model", "set_random_seed", "to_categorical"]
+__all__ = ["PyDataset", "as_key", "global_seed", "next_seed", "normalize", "pad_sequences", "plot_model", "set_random_seed", "to_categorical"]
