@@ -287,7 +287,25 @@ def test_nnx_vae_kl_from_the_call_reaches_loss_fn(module_type, read_kl):
     assert ok, losses
     results = model.evaluate(x, x, batch_size=len(x), return_dict=True, verbose=0)
     np.testing.assert_allclose(results["kl"], numpy_kl(model.module.encoder, x), rtol=1e-5)
-    assert not hasattr(model.module, "kl") or module_type is ToyVAE  # sown values are not kept in the state
+    assert not hasattr(model.module, "kl")  # values of the call are not kept in the state
+
+
+class ResizedCounter(nnx.Module):
+    def __init__(self, *, rngs: nnx.Rngs):
+        self.dense = nnx.Linear(3, 1, rngs=rngs)
+        self.seen = nnx.Variable(jnp.zeros(()))
+
+    def __call__(self, x):
+        self.seen = nnx.Variable(jnp.zeros(x.shape[0]))  # a state Variable whose shape follows the batch
+        return self.dense(x)
+
+
+def test_a_call_that_reshapes_kept_state_is_refused_with_its_name():
+    x, y = regression(n=8)
+    model = nj.Model(ResizedCounter(rngs=nnx.Rngs(0)))
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"changed the Variable seen: expected shape \(\)"):
+        model.fit(x, y, epochs=1, batch_size=4, verbose=0)
 
 
 def test_loss_fn_sees_params_and_linen_sown_values():
