@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 import jax
@@ -10,7 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nnjax.layers.base import Layer, unique_name
-from nnjax.layers.calling import call_module
+from nnjax.layers.calling import INFERENCE_KEY_SEED, call_module, call_signature, rng_arguments
 
 
 class SequentialModule(Layer):
@@ -71,21 +70,56 @@ class SequentialModule(Layer):
 class LinenLayer(Layer):
     """Wraps a Flax Linen module as an nnjax layer (through `flax.nnx.bridge.ToNNX`).
 
-    The Linen module's `__call__` may take `training`, `train` or `deterministic`;
-    dropout keys arrive as the "dropout" RNG stream.
+    - Mode: the Linen module's `__call__` may take `training`, `train`, `is_training` or
+      `deterministic`; nnjax passes it (True in `fit`, inference in `evaluate`/`predict`).
+    - Mutable collections: every collection is mutable during the call (`mutable=True`), so
+      `nn.BatchNorm`'s `batch_stats` are updated in training and read in inference; values sown
+      with `self.sow` reach a `loss_fn` as its `intermediates` (see `StepConfig.loss_fn`) and are not kept.
+    - Randomness: every rng stream the module draws from (`self.make_rng(name)`, found by tracing it
+      once in training mode when it is built) gets its own key: `fold_in(step key, i)` for the i-th
+      stream name in training, `fold_in(PRNGKey(0), i)` in inference. `rng_streams=` adds names
+      that tracing cannot find (streams used only in branches the build does not take).
+    - Explicit keys: a required `__call__` parameter whose name ends in `rng` or `key` (the VAE's
+      `z_rng`) gets a key as described in `nnjax.layers.calling.call_module`.
     """
 
     _checked_axes = ()
+    _max_streams = 32
 
-    def __init__(self, module, **kwargs):
+    def __init__(self, module, *, rng_streams=(), **kwargs):
         super().__init__(name=kwargs.pop("name", None) or unique_name(type(module).__name__.lower()), **kwargs)
         self.linen_module = module
-        params = inspect.signature(type(module).__call__).parameters
-        self.mode_arg = next((a for a in ("training", "train", "deterministic") if a in params), None)
+        accepted, _, self.rng_args = call_signature(type(module))
+        self.mode_arg = next((a for a in ("training", "train", "is_training", "deterministic") if a in accepted), None)
+        self.rng_streams = tuple(dict.fromkeys(("dropout",) + tuple(rng_streams)))
 
     def build(self, input_shape, key):
+        x = jnp.zeros((1,) + tuple(input_shape[1:]), jnp.float32)
+        self.rng_streams = self._find_streams(x, key)
         self.inner = nnx.bridge.ToNNX(self.linen_module, rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)))
-        nnx.bridge.lazy_init(self.inner, jnp.zeros((1,) + tuple(input_shape[1:]), jnp.float32), **self._mode(False))
+        nnx.bridge.lazy_init(self.inner, x, **self._mode(False), **rng_arguments(self.rng_args, None))
+
+    def _find_streams(self, x, key) -> tuple[str, ...]:
+        """The rng stream names the module draws from in training mode (besides "params")."""
+        import re
+
+        from flax import errors
+
+        module, kwargs = self.linen_module, {**self._mode(True), **rng_arguments(self.rng_args, key)}
+        variables = jax.eval_shape(lambda: module.init({"params": key, "dropout": key}, x, **self._mode(False),
+                                                       **rng_arguments(self.rng_args, None)))
+        streams = list(self.rng_streams)
+        for _ in range(self._max_streams):
+            rngs = {name: key for name in streams}
+            try:
+                jax.eval_shape(lambda v, rngs=rngs: module.apply(v, x, rngs=rngs, mutable=True, **kwargs), variables)
+                break
+            except errors.InvalidRngError as error:
+                found = re.search(r'needs PRNG for "([^"]+)"', str(error))
+                if found is None or found.group(1) in streams:
+                    raise
+                streams.append(found.group(1))
+        return tuple(streams)
 
     def _mode(self, training):
         if self.mode_arg is None:
@@ -93,10 +127,10 @@ class LinenLayer(Layer):
         return {self.mode_arg: (not training) if self.mode_arg == "deterministic" else training}
 
     def call(self, x, *, training=False, key=None):
-        kwargs = self._mode(training)
-        if key is not None:
-            kwargs["rngs"] = nnx.Rngs(dropout=key)
-        return self.inner(x, **kwargs)
+        base = key if key is not None else jax.random.PRNGKey(INFERENCE_KEY_SEED)
+        rngs = nnx.Rngs(**{name: jax.random.fold_in(base, index) for index, name in enumerate(self.rng_streams)})
+        kwargs = {**self._mode(training), **rng_arguments(self.rng_args, key)}
+        return self.inner(x, rngs=rngs, mutable=True, **kwargs)
 
 
 def is_linen(module) -> bool:

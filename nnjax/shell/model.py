@@ -45,6 +45,24 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
       input_dtype: dtype of the inputs when building from `input_shape`
         (e.g. "int32" for token ids); float32 by default.
 
+    How a user Flax module is called (see `nnjax.layers.calling.call_module`, `nnjax.layers.LinenLayer`):
+
+    - Mode: `fit` runs it in training mode, `evaluate` and `predict` in inference mode. An NNX module
+      is switched with `module.train()` / `module.eval()` (so a BatchNorm or Dropout that follows the
+      module's mode does) and also gets the flag its `__call__` accepts: `training=`, `train=`,
+      `is_training=` or `deterministic=` (negated). A Linen module gets that flag. In inference,
+      BatchNorm uses its running statistics and Dropout is off, so one example's prediction does
+      not depend on the rest of the batch.
+    - Randomness: `rngs=` (an `nnx.Rngs` of the step's key; a fixed one in inference when it is
+      required); a required parameter whose name ends in `rng` or `key` (a VAE's `z_rng`) gets a
+      key, new each step in training and `jax.random.PRNGKey(0)` in inference. A Linen module's
+      rng streams (`self.make_rng(name)`) each get their own key; name streams that a trace in
+      training mode cannot find with `nj.Model(nj.layers.LinenLayer(module, rng_streams=("noise",)))`.
+    - State: a Linen module's collections are mutable in the call (`batch_stats` are updated in
+      training). Values the call sows (`nnx.sow`, Linen's `self.sow`) or stores in a Variable it
+      creates (`self.kl = nnx.Variable(...)`) are not kept; a `loss_fn` declaring
+      `intermediates=` receives them (see `compile`).
+
     Attributes:
       history: the `History` of the last `fit` call (a new one per call, as in Keras).
       fit_loop: the `FitLoop` of the current (or last) `fit`; callbacks read its public `state`.
@@ -161,6 +179,10 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
           weighted_metrics: metrics weighted by `sample_weight` (and `class_weight`): each epoch value is
             `sum(w * v) / sum(w)`; named "weighted_<name>" when `metrics` has the same name.
           loss_fn: a custom objective `fn(outputs, batch) -> loss | (loss, aux)` used instead of `loss`.
+            When it declares the keyword arguments, it also gets `intermediates=` (a nested dict of the
+            values the forward pass sowed or stored in Variables it created, e.g. a VAE's KL term) and
+            `params=` (a nested dict of the differentiated parameters, for weight penalties); a Linen
+            module's are laid out as Linen's `variables["params"]` / `variables["intermediates"]`.
           steps_per_execution: steps per compiled dispatch (`lax.scan`); "auto" (the default) measures sizes
             during the first epoch and keeps the fastest (see `nnjax.shell.steps_policy`).
           dtype_policy: "float32", "mixed_bfloat16" or "mixed_float16" (bf16/fp16 compute; float32

@@ -31,6 +31,11 @@ class StepConfig:
         whatever the model returns and `batch` is the batch as given. `aux` is a
         dict of scalars reported next to the loss. Use it for losses that are not
         a function of `(y_true, y_pred)`: a VAE's KL term, a policy gradient.
+        A `loss_fn` that declares them (by name) also receives `intermediates=`, a nested dict of
+        what the forward pass sowed (`nnx.sow`, Linen's `self.sow`, as tuples) or stored in
+        Variables created by `__call__` (`self.kl = nnx.Variable(...)`), and `params=`, a nested
+        dict of the differentiated parameters (for weight penalties). `loss_fn(outputs, batch)`
+        gets neither, as before.
       compute_dtype: dtype of the forward and backward pass (e.g. bfloat16 for
         mixed precision); parameters and optimizer state keep their own dtype.
       nonfinite: None, "halt", "skip" or a `nonfinite.NonFinitePolicy`: what

@@ -12,6 +12,7 @@ inputs are under `"x"` or first.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import jax
@@ -44,7 +45,8 @@ def _cast_floats(tree, dtype):
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
 
 
-def apply_model(state: TrainState, params, x, *, training: bool, key=None, model_state=None):
+def apply_model(state: TrainState, params, x, *, training: bool, key=None, model_state=None,
+                return_intermediates: bool = False):
     """Runs the model as a pure function.
 
     Args:
@@ -54,39 +56,113 @@ def apply_model(state: TrainState, params, x, *, training: bool, key=None, model
       training: Keras's `training` flag (dropout on, BatchNorm batch statistics).
       key: PRNG key for stochastic layers.
       model_state: overrides `state.model_state`.
+      return_intermediates: also return the values the call produced but the state does not keep.
 
     Returns:
-      `(outputs, new_model_state)`; outputs are cast back to float32 under a
-      mixed-precision `compute_dtype`.
+      `(outputs, new_model_state)`, or `(outputs, new_model_state, intermediates)` with
+      `return_intermediates`; outputs are cast back to float32 under a mixed-precision
+      `compute_dtype`. `new_model_state` has exactly the layout of the model state;
+      `intermediates` is a nested dict (by attribute path) of what the call sowed
+      (`nnx.sow`, Linen's `self.sow`: tuples, as Flax sows them) and of the Variables it
+      created (`self.kl = nnx.Variable(...)` inside `__call__`).
+
+    Raises:
+      ValueError: if the call changed the shape or dtype of a Variable the state keeps, or deleted one.
     """
     compute_dtype = state.config.compute_dtype
     model_state = state.model_state if model_state is None else model_state
     module = nnx.merge(state.graphdef, _cast_floats(params, compute_dtype), model_state, copy=True)
     outputs = call_module(module, _cast_floats(x, compute_dtype), training=training, key=key)
-    _, _, new_model_state = nnx.split(module, nnx.Param, ...)
+    new_model_state, intermediates = _split_call_state(module, model_state)
     if compute_dtype is not None:
         outputs = _cast_floats(outputs, jnp.float32)
         new_model_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_model_state, model_state)
+    if return_intermediates:
+        return outputs, new_model_state, intermediates
     return outputs, new_model_state
+
+
+def _unwrapped(module) -> tuple[str, ...]:
+    """The path prefix that hides nnjax's wrapper of a Linen module (its variables live under `inner`)."""
+    from nnjax.layers.sequential import LinenLayer
+
+    return ("inner",) if isinstance(module, LinenLayer) else ()
+
+
+def _pure(flat: dict, prefix: tuple) -> dict:
+    """A nested dict of the Variables' values of `{path: Variable}`, without `prefix`."""
+    nested: dict = {}
+    for path, variable in flat.items():
+        if prefix and tuple(path[: len(prefix)]) == prefix:
+            path = tuple(path[len(prefix):])
+        node = nested
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = variable.get_value() if hasattr(variable, "get_value") else variable
+    return nested
+
+
+def _split_call_state(module, model_state):
+    """(the model state after the call, in the layout of `model_state`; the call's intermediates)."""
+    sown = nnx.pop(module, nnx.Intermediate)
+    _, _, after = nnx.split(module, nnx.Param, ...)
+    before_flat, after_flat = dict(model_state.flat_state()), dict(after.flat_state())
+    missing = [path for path in before_flat if path not in after_flat]
+    if missing:
+        raise ValueError(
+            f"the model's call removed state it held: expected the Variables {['/'.join(map(str, p)) for p in missing]} "
+            "to remain after the call; received none"
+        )
+    for path, old in before_flat.items():
+        old_value, new_value = old.get_value(), after_flat[path].get_value()
+        if jnp.shape(old_value) != jnp.shape(new_value) or jnp.result_type(old_value) != jnp.result_type(new_value):
+            raise ValueError(
+                f"the model's call changed the Variable {'/'.join(map(str, path))}: expected shape {jnp.shape(old_value)} "
+                f"{jnp.result_type(old_value)} (as the model held it before training), received {jnp.shape(new_value)} "
+                f"{jnp.result_type(new_value)}. A value of the call (a loss term, an activation) belongs in a Variable "
+                "created by the call or in `nnx.sow`, not in one the module creates at construction"
+            )
+    kept = nnx.State.from_flat_path({path: after_flat[path] for path in before_flat})
+    created = {path: variable for path, variable in after_flat.items() if path not in before_flat}
+    prefix = _unwrapped(module)
+    intermediates = _pure({**dict(sown.flat_state()), **created}, prefix)
+    return kept, intermediates
+
+
+def _loss_fn_extras(loss_fn) -> frozenset:
+    """Which of `intermediates=` / `params=` a `loss_fn` declares (by name; `**kwargs` alone gets none)."""
+    try:
+        names = inspect.signature(loss_fn).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(n for n in ("intermediates", "params") if n in names)
 
 
 def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
     """The scalar objective and its by-products.
 
-    The loss includes the values layers passed to `add_loss` during the forward pass.
+    The loss includes the values layers passed to `add_loss` during the forward pass. A `loss_fn`
+    is called as `loss_fn(outputs, batch)`, with `intermediates=` and/or `params=` when it declares
+    them (see `StepConfig.loss_fn`).
 
     Returns:
       `(loss, (outputs, new_model_state, aux))` where `aux` is a dict of extra
       scalars from a custom `loss_fn` (empty otherwise).
     """
     x, y, sample_weight = unpack_batch(batch)
-    (outputs, new_model_state), added_losses = call_with_added_losses(
-        apply_model, state, params, x, training=training, key=key
+    (outputs, new_model_state, intermediates), added_losses = call_with_added_losses(
+        apply_model, state, params, x, training=training, key=key, return_intermediates=True
     )
     config = state.config
     aux = {}
     if config.loss_fn is not None:
-        result = config.loss_fn(outputs, batch)
+        extras = _loss_fn_extras(config.loss_fn)
+        kwargs = {}
+        if "intermediates" in extras:
+            kwargs["intermediates"] = intermediates
+        if "params" in extras:
+            kwargs["params"] = _pure(dict(params.flat_state()), _unwrapped(nnx.merge(state.graphdef, params, state.model_state)))
+        result = config.loss_fn(outputs, batch, **kwargs)
         loss, aux = result if isinstance(result, tuple) else (result, {})
     else:
         loss = config.loss(y, outputs, sample_weight)  # a Loss reduces as Keras does (sum_over_batch_size)
