@@ -255,15 +255,16 @@ def serialize(fn: Callable) -> str:
     return name_of(fn)
 
 
+_symbolic_recorder = None  # nnjax.layers.functional's `record_op`, registered when it is imported
+
+
 def _records_symbolic(fn: Callable) -> Callable:
     """On a symbolic tensor (functional API), records `fn` as a graph node instead of computing."""
 
     @functools.wraps(fn)
     def activation(x, *args, **kwargs):
-        if hasattr(x, "_ks_shape"):
-            from nnjax.layers.functional import record_op
-
-            return record_op(fn, (x, *args), kwargs, fn.__name__)
+        if hasattr(x, "_ks_shape") and _symbolic_recorder is not None:
+            return _symbolic_recorder(fn, (x, *args), kwargs, fn.__name__)
         return fn(x, *args, **kwargs)
 
     return activation

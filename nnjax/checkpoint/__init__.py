@@ -12,6 +12,7 @@
 - `nj.callbacks.BackupAndRestore` builds on these for `Model.fit`.
 """
 
+from nnjax.checkpoint import foreign as _foreign  # noqa: F401  (registers the plain-Orbax reader)
 from nnjax.checkpoint.core import abstract_target, read_metadata, restore, save
 from nnjax.checkpoint.errors import (
     CheckpointCorruptError,

@@ -521,6 +521,9 @@ def restore_folder(folder: str, target: Any, *, step: int | None = None, max_ele
     return state
 
 
+_FOREIGN_READER = None  # the module that reads plain Orbax checkpoints (it depends on this one, not the reverse)
+
+
 def restore(path: str | os.PathLike, target: Any, *, max_elements: int | None = None, return_metadata: bool = False,
             allow_unverified: bool = False):
     """Reads a checkpoint written by `save` onto `target`'s structure, shapes, dtypes and shardings.
@@ -568,9 +571,8 @@ def restore(path: str | os.PathLike, target: Any, *, max_elements: int | None = 
     if not os.path.lexists(folder):
         raise FileNotFoundError(f"checkpoint restore: nothing at {path!r}: expected a folder written by nj.checkpoint.save")
     if not folders.is_owned(folder) and os.path.isdir(folder) and not os.path.islink(folder):
-        from nnjax.checkpoint import foreign
-
-        if foreign.is_plain_orbax(folder):
+        foreign = _FOREIGN_READER  # nnjax.checkpoint.foreign, registered when it is imported
+        if foreign is not None and foreign.is_plain_orbax(folder):
             if not allow_unverified:
                 raise UnverifiedCheckpointError(
                     f"checkpoint restore: {path!r} is a plain Orbax checkpoint: it has no {manifest_lib.MANIFEST_NAME}, so its files "

@@ -139,32 +139,9 @@ OUT_OF_DATA = (
 )
 
 
-def stop_when_exhausted(source, epochs: int):
-    """A callback that, as Keras, warns and stops `fit` once a one-pass generator has run out of batches.
-
-    Returns:
-      An `nj.callbacks.Callback` for `fit`'s callback list, or None when `source` is not a one-pass
-      `GeneratorSource` (anything else restarts every epoch).
-    """
-    if not isinstance(source, GeneratorSource) or source.restartable:
-        return None
-    import warnings
-
-    from nnjax.callbacks.base import Callback
-
-    class StopWhenExhausted(Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if source.exhausted and epoch + 1 < epochs:
-                warnings.warn(f"fit: {OUT_OF_DATA} The generator is a one-pass stream: pass a generator function "
-                              "(called afresh every epoch) to train for several epochs.", UserWarning, stacklevel=2)
-                self.model.stop_training = True
-
-    return StopWhenExhausted()
-
-
 def from_generator(generator: Callable[[], Iterator] | Iterator, steps_per_epoch: int | None = None) -> GeneratorSource:
     """Wraps a Python generator (function or object) as a batch source; see `GeneratorSource`."""
     return GeneratorSource(generator, steps_per_epoch=steps_per_epoch)
 
 
-__all__ = ["OUT_OF_DATA", "GeneratorSource", "from_generator", "stop_when_exhausted"]
+__all__ = ["OUT_OF_DATA", "GeneratorSource", "from_generator"]

@@ -820,5 +820,10 @@ def functional_layers(module: Functional) -> list:
 
 base_lib._symbolic_hook = (any_symbolic, record_call)
 
+from nnjax import activations as _activations  # noqa: E402
+
+_activations._symbolic_recorder = record_op  # nj.activations.relu(t) on a symbolic tensor records a node
+
+
 __all__ = ["Functional", "Input", "KerasTensor", "SymbolicInput", "any_symbolic", "call_layer", "is_symbolic", "record_call",
            "record_op"]

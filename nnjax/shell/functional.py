@@ -182,4 +182,7 @@ def summary_text(model: FunctionalModel) -> str:
     return "\n".join(lines)
 
 
+Model._functional_dispatch = (is_functional_call, FunctionalModel)
+
+
 __all__ = ["FunctionalModel", "is_functional_call", "summary_text"]

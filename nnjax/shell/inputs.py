@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
+from nnjax.callbacks.base import Callback
 from nnjax.data.adapt import adapt, is_source, is_streaming
 from nnjax.data.arrays import as_array_tree, check_lengths, split_validation
+from nnjax.data.generators import OUT_OF_DATA, GeneratorSource
 from nnjax.train.losses import class_weight_to_sample_weight
 
 
@@ -56,4 +60,24 @@ def fit_sources(x, y, sample_weight, *, batch_size, shuffle, seed, validation_sp
     return source, val_source
 
 
-__all__ = ["fit_sources", "source_for"]
+def stop_when_exhausted(source, epochs: int):
+    """A callback that, as Keras, warns and stops `fit` once a one-pass generator has run out of batches.
+
+    Returns:
+      An `nj.callbacks.Callback` for `fit`'s callback list, or None when `source` is not a one-pass
+      `GeneratorSource` (anything else restarts every epoch).
+    """
+    if not isinstance(source, GeneratorSource) or source.restartable:
+        return None
+    class StopWhenExhausted(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if source.exhausted and epoch + 1 < epochs:
+                warnings.warn(f"fit: {OUT_OF_DATA} The generator is a one-pass stream: pass a generator function "
+                              "(called afresh every epoch) to train for several epochs.", UserWarning, stacklevel=2)
+                self.model.stop_training = True
+
+    return StopWhenExhausted()
+
+
+
+__all__ = ["fit_sources", "source_for", "stop_when_exhausted"]

@@ -20,7 +20,6 @@ from flax import nnx
 
 from nnjax.callbacks.base import CallbackList, History
 from nnjax.data import validate
-from nnjax.data.generators import stop_when_exhausted
 from nnjax.layers.base import Layer, shape_str, unique_name
 from nnjax.layers.sequential import LinenLayer, SequentialModule, is_linen
 from nnjax.shell import checks, inputs
@@ -73,14 +72,14 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
       >>> model.fit(x, y, epochs=3)
     """
 
-    # --- functional API dispatch (nnjax.shell.functional) -------------------------------------------
+    # --- functional API dispatch (nnjax.shell.functional registers itself) --------------------------
+    _functional_dispatch = None  # (is_functional_call, FunctionalModel), set when nnjax.shell.functional is imported
+
     def __new__(cls, *args, **kwargs):
         """`Model(inputs, outputs, name=...)` on symbolic tensors makes a `FunctionalModel`."""
-        if cls is Model:
-            from nnjax.shell.functional import FunctionalModel, is_functional_call
-
-            if is_functional_call(*args, **kwargs):
-                return super().__new__(FunctionalModel)
+        dispatch = Model._functional_dispatch
+        if cls is Model and dispatch is not None and dispatch[0](*args, **kwargs):
+            return super().__new__(dispatch[1])
         return super().__new__(cls)
     # --- end of functional API dispatch -------------------------------------------------------------
 
@@ -399,7 +398,7 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
             verbose = 1 if sys.stdout.isatty() else 2
         self.history = self._new_history()
         self.stop_training = False
-        stop = stop_when_exhausted(source, epochs)  # Keras: a one-pass generator that runs out ends training
+        stop = inputs.stop_when_exhausted(source, epochs)  # Keras: a one-pass generator that runs out ends training
         if stop is not None:
             callbacks = [*(callbacks or []), stop]
         callback_list = CallbackList(callbacks, model=self, history=self.history, verbose=verbose, epochs=epochs)
