@@ -148,6 +148,11 @@ class Ensemble(Model):
         return Execution(members=self.size, skip_nonfinite=skip)
 
     @property
+    def module(self):
+        """The ensemble's own (weightless) module; each member's weights are in `member(i)` and the stacked `state`."""
+        return self._module
+
+    @property
     def built(self) -> bool:
         return bool(self.members)
 
