@@ -19,22 +19,22 @@ import optax
 from flax import nnx
 
 from nnjax.callbacks.base import CallbackList, History
-from nnjax.data import validate
 from nnjax.layers.base import Layer, shape_str, unique_name
 from nnjax.layers.sequential import LinenLayer, SequentialModule, is_linen
 from nnjax.shell import checks, inputs
 from nnjax.shell.compile_config import CompileConfig, resolve
 from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
+from nnjax.shell.input_checks import InputChecks
 from nnjax.shell.weights import WeightsMixin
 from nnjax.train import ema as ema_lib
 from nnjax.train import freeze, steps
 from nnjax.train.execution import Execution, FlatState
 from nnjax.train.state import StepConfig, TrainState
-from nnjax.utils.random import as_key, next_seed
+from nnjax.utils.random import as_key
 
 
-class Model(InferenceMixin, LoopHooks, WeightsMixin):
+class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
     """A trainable model: a Flax NNX module plus Keras's training methods.
 
     Args:
@@ -301,59 +301,6 @@ class Model(InferenceMixin, LoopHooks, WeightsMixin):
             step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=(),
             rng=jax.random.PRNGKey(0), graphdef=graphdef, tx=optax.identity(), config=StepConfig(),
         )
-
-    # ------------------------------------------------------------------ data
-    def _seed_for_data(self) -> int:
-        if self._compiled is not None:
-            return self._compiled.seed
-        if self._data_seed is None:
-            self._data_seed = next_seed()
-        return self._data_seed
-
-    def _source(self, x, y, sample_weight, batch_size, shuffle, what: str):
-        return inputs.source_for(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, seed=self._seed_for_data(),
-                                 what=what)
-
-    def _check_source(self, source, what: str) -> None:
-        """Builds the model if needed and checks inputs and labels, all before compiling."""
-        batch_size = getattr(source, "batch_size", None)
-        if self.distribution is not None and hasattr(self.distribution, "check_batch_size") and isinstance(batch_size, int):
-            self.distribution.check_batch_size(batch_size, what)  # e.g. a batch that the devices cannot split evenly
-        sample = source.peek()
-        if isinstance(sample[0], dict) and isinstance(self._module, SequentialModule):
-            raise ValueError(
-                f'{what}: model "{self.name}" (a Sequential) takes one input array; received a dict of inputs with keys '
-                f"{sorted(sample[0])}. Pass the array itself, or build a functional model with one nj.Input per key"
-            )
-        policy = self._compiled is not None and self._compiled.nonfinite is not None  # it handles NaN/inf per step
-        x, y, weights = source.arrays if hasattr(source, "arrays") else sample  # in-memory: every value, once per dataset
-        validate.check_values(x, None, weights, where=what, remember=hasattr(source, "arrays") and not policy,
-                              nonfinite_ok=policy)
-        self._ensure_built(sample[0])
-        expected = self._input_spec[0]
-        leaves = jax.tree.leaves(sample[0])
-        if expected is not None and len(leaves) == 1:
-            got = tuple(leaves[0].shape)
-            if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected[1:], got[1:])):
-                raise ValueError(
-                    f'{what}: input of model "{self.name}" is incompatible: expected shape {shape_str(expected)}, '
-                    f"received input with shape {shape_str((None,) + got[1:])}"
-                )
-        if isinstance(self._module, Layer):
-            self._module.check_host_inputs(source.x if hasattr(source, "arrays") else sample[0])
-        spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), sample[0])
-        out = checks.output_spec(self._inference_state(), spec)
-        if hasattr(out, "shape"):
-            self._output_shape = (None,) + tuple(out.shape[1:])
-        if self._compiled is not None and sample[1] is not None:
-            checks.check_labels(y, self._output_shape, self._compiled.loss, what)  # labels first: the clearer message
-        validate.check_values(None, y, where=what, remember=hasattr(source, "arrays") and not policy, nonfinite_ok=policy)
-
-    def _check_batch(self, batch, where: str) -> None:
-        """Checks one streamed batch on the host (values, labels) before it is trained or evaluated on."""
-        if self._compiled is not None and batch[1] is not None:
-            checks.check_labels(batch[1], self._output_shape, self._compiled.loss, where)
-        validate.check_values(*batch, where=where, nonfinite_ok=self._compiled is not None and self._compiled.nonfinite is not None)
 
     # ------------------------------------------------------------------ fit
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose="auto", callbacks=None,
