@@ -61,9 +61,6 @@ def _state_step(state) -> int:
     return int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
 
 
-def _valid_bits(value) -> bool:
-    values = value if isinstance(value, list) else [value]
-    return bool(values) and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32 for v in values)
 
 
 class BackupAndRestore(Callback):
