@@ -106,7 +106,7 @@ def test_stateful_metrics_report_the_epochs_value_as_keras_does():
     yb = (xb[:, 0] + 0.3 * xb[:, 1] > 0).astype(np.float32)[:, None]
     keras.utils.set_random_seed(2)
     kmodel = keras.Sequential([keras.Input((6,)), keras.layers.Dense(1, activation="sigmoid")])
-    kmodel.compile(optimizer="sgd", loss="binary_crossentropy", metrics=[keras.metrics.Precision(), keras.metrics.AUC()])
+    kmodel.compile(optimizer="sgd", loss="binary_crossentropy", metrics=[keras.metrics.Precision(name="precision"), keras.metrics.AUC(name="auc")])  # Keras numbers repeated names
     model = nj.Sequential([nj.layers.Dense(1, activation="sigmoid", input_shape=(6,))])
     kernel, bias = kmodel.layers[0].get_weights()
     model.layers[0].kernel[...] = kernel
