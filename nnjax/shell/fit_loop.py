@@ -212,6 +212,7 @@ class FitLoop:
         self.steps_choice: StepsChoice | None = None  # how many steps each execution runs, and why
         self.throughput: list[dict] = []  # per epoch: examples/s, steps/s (tokens/s, MFU where known)
         self._tuner: AutoSteps | None = None
+        self._tokens: int | None = None  # tokens per example (0: not a sequence of ids), found at the first epoch
         self._resume_totals = None
         self._callback_states: dict | None = None
 
@@ -363,7 +364,9 @@ class FitLoop:
         info = {"epoch": epoch, "seconds": seconds, "steps_per_second": steps / max(seconds, 1e-9),
                 "examples_per_second": state.examples / max(seconds, 1e-9),
                 "steps_per_execution": self.steps_choice.steps_per_execution}
-        tokens = tokens_per_example(self.source)
+        if self._tokens is None:  # peeks at the source once per fit, not every epoch
+            self._tokens = tokens_per_example(self.source) or 0
+        tokens = self._tokens
         if tokens:
             info["tokens_per_second"] = info["examples_per_second"] * tokens
         flops = self.model.fit_memory.flops_per_step(self.model, self.source)
