@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
+from flax import linen, nnx
 
 import nnjax as nj
 
@@ -40,6 +40,16 @@ class Case:
     training: bool = False  # has training behaviour (dropout, batch statistics) to check under jit
     kwargs: dict = dataclasses.field(default_factory=dict)
     sequential: bool = True  # single array in, single array out: also run inside nj.Sequential
+
+
+class _LinenMLP(linen.Module):
+    """A Linen module with parameters and a dropout stream, for the Linen bridge's case."""
+
+    @linen.compact
+    def __call__(self, x, train: bool = False):
+        x = linen.relu(linen.Dense(4)(x))
+        x = linen.Dropout(0.5, deterministic=not train)(x)
+        return linen.Dense(2)(x)
 
 
 SEQ = f32(2, 5, 3)
@@ -177,6 +187,11 @@ CASES = [
     Case("random_crop", lambda: L.RandomCrop(5, 6), (IMG,), (2, 5, 6, 3), training=True),
     Case("random_contrast", lambda: L.RandomContrast(0.5, value_range=(-3, 3)), (IMG,), (2, 9, 9, 3), training=True),
     Case("random_brightness", lambda: L.RandomBrightness(0.3, value_range=(-3, 3)), (IMG,), (2, 9, 9, 3), training=True),
+    # containers
+    Case("sequential_module", lambda: L.SequentialModule([L.Dense(4, activation="relu"), L.Dropout(0.5), L.Dense(2)]),
+         (f32(4, 3),), (4, 2), training=True),
+    # Linen promotes bfloat16 inputs with float32 parameters to float32: the user module's dtype rule is kept.
+    Case("linen_layer", lambda: L.LinenLayer(_LinenMLP()), (f32(4, 3),), (4, 2), keeps_dtype=False, training=True),
 ]
 
 
@@ -228,6 +243,8 @@ def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
     assert jax.tree.structure(a) == jax.tree.structure(b)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
         assert x.dtype == y.dtype
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # rng counters (the Linen bridge keeps its streams)
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
         np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), rtol=rtol, atol=atol)
 
 

@@ -132,6 +132,14 @@ class LinenLayer(Layer):
         kwargs = {**self._mode(training), **rng_arguments(self.rng_args, key)}
         return self.inner(x, rngs=rngs, mutable=True, **kwargs)
 
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """Output shape for `input_shape`, traced abstractly on a copy (the Linen call writes its collections)."""
+        self.ensure_built(tuple(input_shape))
+        x = jax.ShapeDtypeStruct(tuple(1 if d is None else d for d in input_shape), jnp.float32)
+        graphdef, state = nnx.split(self)
+        out = jax.eval_shape(lambda s, v: nnx.merge(graphdef, s).call(v), state, x)
+        return (None,) + tuple(out.shape[1:])
+
 
 def is_linen(module) -> bool:
     try:

@@ -102,6 +102,11 @@ def _pure(flat: dict, prefix: tuple) -> dict:
     return nested
 
 
+def _value(leaf):
+    """A state leaf's array: a Variable's value, or the leaf itself where the state holds plain arrays."""
+    return leaf.get_value() if isinstance(leaf, nnx.Variable) else leaf
+
+
 def _split_call_state(module, model_state):
     """(the model state after the call, in the layout of `model_state`; the call's intermediates)."""
     sown = nnx.pop(module, nnx.Intermediate)
@@ -114,7 +119,7 @@ def _split_call_state(module, model_state):
             "to remain after the call; received none"
         )
     for path, old in before_flat.items():
-        old_value, new_value = old.get_value(), after_flat[path].get_value()
+        old_value, new_value = _value(old), _value(after_flat[path])
         if jnp.shape(old_value) != jnp.shape(new_value) or jnp.result_type(old_value) != jnp.result_type(new_value):
             raise ValueError(
                 f"the model's call changed the Variable {'/'.join(map(str, path))}: expected shape {jnp.shape(old_value)} "
