@@ -25,6 +25,7 @@ from nnjax.layers.conv_recurrent import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from nnjax.layers.core import Activation, Dense, Dropout, Flatten, InputLayer, Reshape
 from nnjax.layers.embedding import Embedding
 from nnjax.layers.functional import Input
+from nnjax.layers.masking import Masking
 from nnjax.layers.merge import (
     Add,
     Average,
@@ -124,6 +125,7 @@ __all__ = [
     "Dropout",
     "ELU",
     "Embedding",
+    "Masking",
     "Flatten",
     "GRU",
     "GRUCell",

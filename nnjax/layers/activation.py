@@ -15,6 +15,8 @@ from nnjax.layers.utils import cast_like
 class _Elementwise(Layer):
     """A layer whose output has its input's shape and dtype."""
 
+    supports_masking = True  # passes its input's mask on (Keras)
+
     _checked_axes = ()
     _jit_eager_calls = True
 
@@ -94,6 +96,8 @@ class PReLU(Layer):
 
     Weight `alpha` of shape `input_shape[1:]`, with the shared axes set to 1.
     """
+
+    supports_masking = True  # passes its input's mask on (Keras)
 
     _jit_eager_calls = True
 

@@ -134,7 +134,8 @@ class MultiHeadAttention(Layer):
             self.ensure_built(tuple(query_shape))
 
     def __call__(self, query, value=None, key=None, attention_mask=None, return_attention_scores: bool = False,
-                 training: bool = False, use_causal_mask: bool = False, rng=None):
+                 training: bool = False, use_causal_mask: bool = False, rng=None, query_mask=None, value_mask=None,
+                 key_mask=None):
         """See the class docstring. Returns `(batch, T, output_dim)` (and the scores when asked)."""
         if key is not None and is_prng_key(key):
             key, rng = None, key if rng is None else rng
@@ -157,8 +158,35 @@ class MultiHeadAttention(Layer):
                         f'Input {which} of layer "{self.name}" is incompatible with the layer: expected axis -1 of input '
                         f"shape to have value {width}, but received input with shape {shape_str(tensor.shape)}"
                     )
+        attention_mask = self._with_input_masks(query, value, attention_mask, query_mask, value_mask, key_mask)
         return self._invoke(query, value, key, attention_mask=attention_mask, return_attention_scores=return_attention_scores,
                          training=training, use_causal_mask=use_causal_mask, rng=rng)
+
+    supports_masking = True
+
+    def _with_input_masks(self, query, value, attention_mask, query_mask, value_mask, key_mask):
+        """Keras's rule: the inputs' masks (`(batch, T)` query, `(batch, S)` value and key) AND-ed into
+        the attention mask `(batch, T, S)`."""
+        auto = None
+        for mask, axis, length, which in ((query_mask, -1, query.shape[1], "query"), (value_mask, -2, value.shape[1], "value"),
+                                          (key_mask, -2, value.shape[1], "key")):
+            if mask is None:
+                continue
+            mask = jnp.asarray(mask).astype(bool)
+            if mask.shape != (query.shape[0], length):
+                raise ValueError(
+                    f"{self._where}: `{which}_mask` must have shape (batch, steps) = {(query.shape[0], length)}; "
+                    f"received {shape_str(mask.shape)}"
+                )
+            mask = jnp.expand_dims(mask, axis)
+            auto = mask if auto is None else auto & mask
+        if auto is None:
+            return attention_mask
+        return auto if attention_mask is None else jnp.asarray(attention_mask).astype(bool) & auto
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """The query's mask (Keras)."""
+        return previous_mask[0] if isinstance(previous_mask, (list, tuple)) else previous_mask
 
     def _mask(self, query, value, attention_mask, use_causal_mask):
         """Boolean `(batch, T, S)` mask (or None) from `attention_mask` and the causal mask."""

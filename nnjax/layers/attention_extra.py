@@ -33,6 +33,14 @@ class _BaseAttention(Layer):
     def _where(self) -> str:
         return f'{type(self).__name__} "{self.name}"'
 
+    supports_masking = True
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """The query's mask (Keras)."""
+        if previous_mask is None or not isinstance(previous_mask, (list, tuple)):
+            return None
+        return previous_mask[0]
+
     def _split(self, inputs):
         if not isinstance(inputs, (list, tuple)) or not 2 <= len(inputs) <= 3:
             got = f"a list of {len(inputs)}" if isinstance(inputs, (list, tuple)) else f"a single {type(inputs).__name__}"
@@ -186,6 +194,9 @@ class Dot(_Merge):
       axes: int, or a pair of ints (one per input); the batch axis 0 cannot be reduced.
       normalize: L2-normalise both inputs along `axes` first (the result is the cosine similarity).
     """
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None  # Keras: the product has no time axis to mask
 
     _min_inputs = 2
     _max_inputs = 2

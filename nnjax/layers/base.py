@@ -213,6 +213,8 @@ def _compiled_call(graphdef, static_kwargs: tuple, frame_training):
 # Set by nnjax.layers.functional to `(any_symbolic, record_call)`: a layer called on symbolic tensors
 # (`nj.Input`) records a graph node instead of computing. Every `__call__` of a Layer subclass is wrapped.
 _symbolic_hook = None
+# Set by nnjax.layers.masking to `call_with_masks(layer, call, args, kwargs)`: Keras's mask propagation.
+_mask_hook = None
 
 
 def _route_symbolic(call):
@@ -221,6 +223,8 @@ def _route_symbolic(call):
         hook = _symbolic_hook
         if hook is not None and hook[0](args, kwargs):
             return hook[1](self, call, args, kwargs)
+        if _mask_hook is not None:
+            return _mask_hook(self, call, args, kwargs)
         return call(self, *args, **kwargs)
 
     __call__._routes_symbolic = True
@@ -485,6 +489,8 @@ class Layer(nnx.Module):
     """
 
     _jit_eager_calls: bool = False
+    # Keras's flag: the layer passes its input's mask on (`compute_mask`); see nnjax.layers.masking.
+    supports_masking: bool = False
 
     # Which input axes `__call__` checks against the built shape: "all" or a tuple of axes.
     _checked_axes: Any = "all"
@@ -544,6 +550,14 @@ class Layer(nnx.Module):
 
     def call(self, x, *, training: bool = False, key=None):
         raise NotImplementedError(f"{type(self).__name__} must implement call()")
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """The mask of the output (Keras's): the input's mask when the layer supports masking, else None.
+
+        Override it to create or change a mask (`Embedding(mask_zero=True)`, an RNN without
+        `return_sequences`); see `nnjax.layers.masking`.
+        """
+        return previous_mask if self.supports_masking else None
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         """Output shape for `input_shape`, traced abstractly (no FLOPs, no parameters)."""

@@ -95,7 +95,12 @@ def call_module(module: nnx.Module, x, *, training: bool, key=None):
     elif "rngs" in accepted and (key is not None or "rngs" in required):
         kwargs["rngs"] = nnx.Rngs(key if key is not None else jax.random.PRNGKey(0))
     kwargs.update(rng_arguments(rng_args, key))
-    return module(x, **kwargs)
+    outputs = module(x, **kwargs)
+    if not isinstance(module, Layer):
+        from nnjax.layers.masking import warn_if_masked
+
+        warn_if_masked(module, x)
+    return outputs
 
 
 __all__ = ["call_module", "call_signature", "is_rng_argument", "rng_arguments"]

@@ -32,6 +32,8 @@ class Dense(Layer):
     Parameter count: `in_features * units + units`.
     """
 
+    supports_masking = True  # passes its input's mask on (Keras)
+
     _checked_axes = (-1,)
     _min_ndim = 2
     _jit_eager_calls = True
@@ -105,6 +107,8 @@ class Reshape(Layer):
 class Activation(Layer):
     """Applies an activation by name or callable."""
 
+    supports_masking = True  # passes its input's mask on (Keras)
+
     _checked_axes = ()
     _jit_eager_calls = True
 
@@ -129,6 +133,8 @@ class Dropout(Layer):
       rate: fraction to drop, in [0, 1).
       noise_shape: optional broadcast shape of the mask, as in Keras.
     """
+
+    supports_masking = True  # passes its input's mask on (Keras)
 
     _checked_axes = ()
     _jit_eager_calls = True

@@ -32,12 +32,17 @@ class Embedding(Layer):
       output_dim: embedding width.
       embeddings_initializer: "uniform" (Keras's U(-0.05, 0.05), the default), another Keras name or
         a callable.
+      mask_zero: id 0 is padding: the output carries the mask `ids != 0` to the next layers (RNNs skip
+        the padded steps, `GlobalAveragePooling1D` and attention leave them out, and so do the loss
+        and metrics of a model output that keeps the mask); see `nnjax.layers.masking`. As in
+        Keras, id 0 still has a row, so `input_dim` counts it.
     """
 
     _checked_axes = ()
     _jit_eager_calls = True
 
-    def __init__(self, input_dim: int, output_dim: int, embeddings_initializer="uniform", **kwargs):
+    def __init__(self, input_dim: int, output_dim: int, embeddings_initializer="uniform", mask_zero: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         where = f'Embedding "{self.name}"'
         for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
@@ -45,6 +50,7 @@ class Embedding(Layer):
                 raise ValueError(f"{where}: `{arg}` must be a positive int; got {value!r}")
         self.input_dim = int(input_dim)
         self.output_dim = int(output_dim)
+        self.mask_zero = bool(mask_zero)
         if isinstance(embeddings_initializer, str) and embeddings_initializer.lower() == "uniform":
             self.embeddings_initializer = _keras_uniform
         else:
@@ -87,11 +93,16 @@ class Embedding(Layer):
         ids = jnp.where(x < 0, self.input_dim, x)  # negative ids would wrap around; send them out of range
         return jnp.take(table, ids, axis=0, mode="fill", fill_value=jnp.nan)
 
+    def compute_mask(self, inputs, previous_mask=None):
+        if not self.mask_zero:
+            return None
+        return jnp.not_equal(inputs, 0)
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
 
     def get_config(self) -> dict:
-        return {"name": self.name, "input_dim": self.input_dim, "output_dim": self.output_dim}
+        return {"name": self.name, "input_dim": self.input_dim, "output_dim": self.output_dim, "mask_zero": self.mask_zero}
 
 
 __all__ = ["Embedding"]

@@ -58,6 +58,20 @@ class _Merge(Layer):
         shapes = [tuple(1 if d is None else d for d in s) for s in input_shapes]
         return (None,) + tuple(np.broadcast_shapes(*shapes)[1:])
 
+    supports_masking = True
+
+    def compute_mask(self, inputs, previous_mask=None):
+        """Keras's rule for Add, Subtract, Multiply, Average, Maximum, Minimum: the OR of the masks,
+        None when any input has none."""
+        if previous_mask is None or not isinstance(previous_mask, (list, tuple)):
+            return None
+        if any(m is None for m in previous_mask):
+            return None
+        output = previous_mask[0]
+        for m in previous_mask[1:]:
+            output = jnp.logical_or(output, m)
+        return output
+
 
 class Add(_Merge):
     """Elementwise sum of a list of arrays of the same shape."""
@@ -133,6 +147,23 @@ class Concatenate(_Merge):
     def call(self, inputs, *, training=False, key=None):
         return jnp.concatenate(inputs, axis=self.axis)
 
+    def compute_mask(self, inputs, previous_mask=None):
+        """Keras's rule: the inputs' masks (all True for an input without one) joined along `axis`,
+        then reduced with `any` over the last axis."""
+        if previous_mask is None or not isinstance(previous_mask, (list, tuple)):
+            return None
+        if all(m is None for m in previous_mask):
+            return None
+        masks = []
+        for x, m in zip(inputs, previous_mask, strict=True):
+            if m is None:
+                masks.append(jnp.ones(jnp.shape(x), bool))
+            elif jnp.ndim(m) < jnp.ndim(x):
+                masks.append(jnp.broadcast_to(jnp.expand_dims(jnp.asarray(m, bool), -1), jnp.shape(x)))
+            else:
+                masks.append(jnp.asarray(m, bool))
+        return jnp.any(jnp.concatenate(masks, axis=self.axis), axis=-1)
+
     def compute_output_shape(self, input_shapes):
         first = list(input_shapes[0])
         sizes = [s[self.axis] for s in input_shapes]
@@ -154,6 +185,9 @@ class Dot(_Merge):
     Input: two arrays `(batch, ...)`. Output: `(batch, rest_of_x, rest_of_y)`; a vector `(batch, 1)`
     when both inputs are `(batch, n)`.
     """
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None  # Keras: the product has no time axis to mask
 
     _min_inputs = 2
     _max_inputs = 2

@@ -116,6 +116,8 @@ class GaussianNoise(_Stochastic):
       stddev: the noise's standard deviation, in [0, 1] (as Keras checks).
     """
 
+    supports_masking = True  # passes its input's mask on (Keras)
+
     def __init__(self, stddev: float, **kwargs):
         super().__init__(**kwargs)
         if isinstance(stddev, bool) or not 0.0 <= float(stddev) <= 1.0:
@@ -138,6 +140,8 @@ class GaussianDropout(_Stochastic):
     Args:
       rate: the equivalent dropout rate, in [0, 1).
     """
+
+    supports_masking = True  # passes its input's mask on (Keras)
 
     def __init__(self, rate: float, **kwargs):
         super().__init__(**kwargs)
@@ -165,6 +169,8 @@ class AlphaDropout(_Stochastic):
       rate: fraction to drop, in [0, 1).
       noise_shape: optional broadcast shape of the mask (None entries take the input's size).
     """
+
+    supports_masking = True  # passes its input's mask on (Keras)
 
     _ALPHA = 1.6732632423543772848170429916717
     _SCALE = 1.0507009873554804934193349852946
@@ -206,6 +212,8 @@ class ActivityRegularization(Layer):
       l1: L1 factor (0.0).
       l2: L2 factor (0.0).
     """
+
+    supports_masking = True  # passes its input's mask on (Keras)
 
     _checked_axes = ()
     _jit_eager_calls = True

@@ -54,6 +54,7 @@ class BatchNormalization(Layer):
     """
 
     _jit_eager_calls = True
+    supports_masking = True  # with a mask, training statistics are over the unmasked positions (Keras)
 
     def __init__(self, axis: int | Sequence[int] = -1, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True,
                  scale: bool = True, beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
@@ -95,11 +96,32 @@ class BatchNormalization(Layer):
             shape[a] = v.shape[i]
         return v.reshape(shape)
 
-    def call(self, x, *, training=False, key=None):
+    def _masked_moments(self, xf, mask, reduce_axes):
+        """Keras's masked statistics: the weighted mean and variance over the unmasked positions."""
+        if mask.ndim != xf.ndim - 1:
+            raise ValueError(
+                f'BatchNormalization "{self.name}": the mask must have one axis less than the input; received mask of '
+                f"shape {shape_str(mask.shape)} and input of shape {shape_str(xf.shape)}"
+            )
+        weights = jnp.broadcast_to(jnp.expand_dims(mask.astype(xf.dtype), -1), xf.shape)
+        total = jnp.sum(weights, axis=reduce_axes, keepdims=True)
+        weighted = weights * xf
+        mean = jnp.sum(weighted, axis=reduce_axes, keepdims=True) / (total + 1e-7)
+        variance = jnp.sum(weights * jnp.square(weighted - mean), axis=reduce_axes, keepdims=True) / (total + 1e-7)
+        return jnp.squeeze(mean, reduce_axes), jnp.squeeze(variance, reduce_axes)
+
+    def call(self, x, *, training=False, key=None, mask=None):
         ndim = x.ndim
         reduce_axes = tuple(a for a in range(ndim) if a not in self.feature_axes)
         xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-        if training and self.trainable:  # Keras: a frozen BatchNormalization runs in inference mode
+        if training and self.trainable and mask is not None:
+            if self.axis_name is not None:
+                raise ValueError(f'BatchNormalization "{self.name}": a mask with `axis_name` is not supported')
+            mean, variance = self._masked_moments(xf, jnp.asarray(mask), reduce_axes)
+            m = self.momentum
+            self.moving_mean[...] = self.moving_mean[...] * m + mean.astype(jnp.float32) * (1.0 - m)
+            self.moving_variance[...] = self.moving_variance[...] * m + variance.astype(jnp.float32) * (1.0 - m)
+        elif training and self.trainable:  # Keras: a frozen BatchNormalization runs in inference mode
             mean = jnp.mean(xf, axis=reduce_axes)
             if self.axis_name is not None:
                 mean = jax.lax.pmean(mean, self.axis_name)
@@ -140,6 +162,8 @@ class LayerNormalization(Layer):
 
     Statistics are computed in float32; the output keeps the input's dtype.
     """
+
+    supports_masking = True  # passes its input's mask on (Keras)
 
     _jit_eager_calls = True
 

@@ -44,6 +44,8 @@ class GroupNormalization(Layer):
       beta_initializer / gamma_initializer: Keras names or callables.
     """
 
+    supports_masking = True  # passes its input's mask on (Keras)
+
     _jit_eager_calls = True
     _min_ndim = 2
 
@@ -156,6 +158,8 @@ class UnitNormalization(Layer):
     Args:
       axis: axis or axes over which the norm is taken (-1).
     """
+
+    supports_masking = True  # passes its input's mask on (Keras)
 
     _checked_axes = ()
     _jit_eager_calls = True

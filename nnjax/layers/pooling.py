@@ -169,10 +169,26 @@ class _GlobalPooling(Layer):
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
-    """Mean over the steps: `(batch, steps, channels) -> (batch, channels)` (`(batch, 1, channels)` with keepdims)."""
+    """Mean over the steps: `(batch, steps, channels) -> (batch, channels)` (`(batch, 1, channels)` with keepdims).
+
+    With a mask (booleans `(batch, steps)`, given as `mask=` or carried from `Embedding(mask_zero=True)`),
+    the mean is over the unmasked steps only, as in Keras; the output carries no mask.
+    """
 
     rank = 1
     _reduce = "average"
+    supports_masking = True
+
+    def call(self, x, *, training=False, key=None, mask=None):
+        if mask is None:
+            return super().call(x, training=training, key=key)
+        steps_axis = 1 if self.data_format == "channels_last" else 2
+        keep = jnp.expand_dims(jnp.asarray(mask).astype(bool), 2 if self.data_format == "channels_last" else 1)
+        total = jnp.sum(jnp.where(keep, x, jnp.zeros_like(x)), axis=steps_axis, keepdims=self.keepdims)
+        return total / jnp.sum(keep.astype(x.dtype), axis=steps_axis, keepdims=self.keepdims)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None
 
 
 class GlobalAveragePooling2D(_GlobalPooling):

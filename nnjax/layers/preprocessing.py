@@ -36,6 +36,8 @@ class Rescaling(Layer):
       offset: a float or array, added after scaling (0.0).
     """
 
+    supports_masking = True  # passes its input's mask on (Keras)
+
     _checked_axes = ()
     _jit_eager_calls = True
 

@@ -84,6 +84,8 @@ class Normalization(Layer):
       >>> model = nj.Sequential([norm, nj.layers.Dense(1)])
     """
 
+    supports_masking = True  # passes its input's mask on (Keras)
+
     _checked_axes = ()
     _jit_eager_calls = True
 

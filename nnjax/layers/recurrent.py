@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from nnjax import activations, initializers
 from nnjax.layers.base import Layer, snake_case, unique_name
+from nnjax.layers.masking import check_mask_shape
 from nnjax.layers.utils import cast_like, check_choice
 
 
@@ -281,16 +282,22 @@ class RNN(Layer):
       go_backwards: read the sequence from the end; with `return_sequences`, outputs stay in the order
         they were computed (reversed), as in Keras.
       unroll: unroll the scan (True: fully; an int: that many steps per iteration).
+      zero_output_for_mask: with a mask, masked steps output zeros instead of the previous step's output.
 
-    Call: `layer(x, training=False, key=None, initial_state=None)`; `initial_state` is a list of
-    `(batch, units)` arrays. Dropout masks come from `key` (one per sequence).
+    Call: `layer(x, training=False, key=None, initial_state=None, mask=None)`; `initial_state` is a list
+    of `(batch, units)` arrays. Dropout masks come from `key` (one per sequence). `mask` (booleans
+    `(batch, timesteps)`, from `Embedding(mask_zero=True)` or `Masking` when not given) skips steps
+    as Keras does: a masked step keeps the states and repeats the previous output. The output
+    carries the mask on with `return_sequences`.
     """
+
+    supports_masking = True
 
     _ndim = 3
     _jit_eager_calls = True
 
     def __init__(self, cell: _Cell, return_sequences: bool = False, return_state: bool = False,
-                 go_backwards: bool = False, unroll: bool | int = False, **kwargs):
+                 go_backwards: bool = False, unroll: bool | int = False, zero_output_for_mask: bool = False, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(cell, _Cell):
             raise TypeError(
@@ -301,6 +308,7 @@ class RNN(Layer):
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.unroll = unroll
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self._checked_axes = (-1,)
 
     @property
@@ -310,13 +318,22 @@ class RNN(Layer):
     def build(self, input_shape, key):
         self.cell.ensure_built((input_shape[0], input_shape[-1]), key)
 
-    def __call__(self, x, training: bool = False, key=None, initial_state: Sequence | None = None):
+    def __call__(self, x, training: bool = False, key=None, initial_state: Sequence | None = None, mask=None):
         """`(batch, timesteps, features)` -> output (and final states with `return_state`)."""
         if not self.built:
             self.ensure_built(x.shape)
         else:
             self._check_input(x)
-        return self._invoke(x, training=training, key=key, initial_state=initial_state)
+        if mask is not None:
+            mask = check_mask_shape(f'Layer "{self.name}"', mask, x)
+        return self._invoke(x, training=training, key=key, initial_state=initial_state, mask=mask)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        mask = previous_mask[0] if isinstance(previous_mask, (list, tuple)) else previous_mask
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask] + [None] * len(self.cell.state_size)
+        return output_mask
 
     def _initial(self, x, initial_state):
         batch = x.shape[0]
@@ -332,11 +349,12 @@ class RNN(Layer):
             )
         return [jnp.asarray(s).astype(x.dtype) for s in states]
 
-    def call(self, x, *, training=False, key=None, initial_state=None):
+    def call(self, x, *, training=False, key=None, initial_state=None, mask=None):
         cell = self.cell
         states = self._initial(x, initial_state)
         if self.go_backwards:
             x = jnp.flip(x, axis=1)
+            mask = None if mask is None else jnp.flip(mask, axis=1)
         in_mask, rec_mask = cell.masks(x.shape[0], x.shape[-1], x.dtype, training, key)
         if in_mask is not None:
             x = x * in_mask[:, None, :]
@@ -346,8 +364,21 @@ class RNN(Layer):
             output, new_states = cell.recur(carry, projected_t, rec_mask)
             return new_states, output
 
+        def masked_step(carry, inputs_t):
+            # Keras's rule: a masked step keeps every state and outputs the previous output (the first
+            # state) or zeros (`zero_output_for_mask`).
+            projected_t, keep = inputs_t
+            output, new_states = cell.recur(carry, projected_t, rec_mask)
+            keep = keep[:, None]
+            previous = jnp.zeros_like(output) if self.zero_output_for_mask else carry[0]
+            new_states = [jnp.where(keep, new, old) for new, old in zip(new_states, carry, strict=True)]
+            return new_states, jnp.where(keep, output, previous)
+
         unroll = x.shape[1] if self.unroll is True else max(int(self.unroll), 1)
-        final_states, outputs = jax.lax.scan(step, states, projected, unroll=unroll)
+        if mask is None:
+            final_states, outputs = jax.lax.scan(step, states, projected, unroll=unroll)
+        else:
+            final_states, outputs = jax.lax.scan(masked_step, states, (projected, jnp.swapaxes(mask, 0, 1)), unroll=unroll)
         output = jnp.swapaxes(outputs, 0, 1) if self.return_sequences else outputs[-1]
         if self.return_state:
             return [output, *final_states]
@@ -362,7 +393,7 @@ class RNN(Layer):
 
     def _clone_args(self) -> dict:
         return {"return_sequences": self.return_sequences, "return_state": self.return_state,
-                "go_backwards": self.go_backwards, "unroll": self.unroll}
+                "go_backwards": self.go_backwards, "unroll": self.unroll, "zero_output_for_mask": self.zero_output_for_mask}
 
     def reversed_copy(self, name: str) -> RNN:
         """An unbuilt copy of this layer that reads the other way (`go_backwards` flipped), with fresh weights."""
@@ -380,15 +411,15 @@ class _KerasRNN(RNN):
     _cell_type: type = _Cell
 
     def __init__(self, units: int, *, return_sequences: bool = False, return_state: bool = False,
-                 go_backwards: bool = False, unroll: bool | int = False, name: str | None = None, key=None, seed=None,
-                 dtype=None, input_shape=None, **cell_kwargs):
+                 go_backwards: bool = False, unroll: bool | int = False, zero_output_for_mask: bool = False,
+                 name: str | None = None, key=None, seed=None, dtype=None, input_shape=None, **cell_kwargs):
         name = name or unique_name(snake_case(type(self).__name__))
         try:
             cell = self._cell_type(units, dtype=dtype, name=f"{name}_cell", **cell_kwargs)
         except (TypeError, ValueError) as err:
             raise type(err)(f'{type(self).__name__} "{name}": {err}') from None
         super().__init__(cell, return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards,
-                         unroll=unroll, name=name, key=key, seed=seed, dtype=dtype, input_shape=input_shape)
+                         unroll=unroll, zero_output_for_mask=zero_output_for_mask, name=name, key=key, seed=seed, dtype=dtype, input_shape=input_shape)
         self._cell_args = tuple(sorted({"units": units, "dtype": dtype, **cell_kwargs}.items()))
 
     def reversed_copy(self, name: str) -> RNN:
@@ -463,6 +494,7 @@ class Bidirectional(Layer):
 
     _ndim = 3
     _jit_eager_calls = True
+    supports_masking = True
 
     def __init__(self, layer: RNN, merge_mode: str | None = "concat", backward_layer: RNN | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -482,6 +514,8 @@ class Bidirectional(Layer):
         if backward_layer.go_backwards == layer.go_backwards:
             raise ValueError(f"{where}: `backward_layer` must read the other way (`go_backwards` = {not layer.go_backwards})")
         self.backward_layer = backward_layer
+        for sub in (self.forward_layer, self.backward_layer):  # Keras: masked steps output zeros in both directions
+            sub.zero_output_for_mask = sub.return_sequences
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
         self._checked_axes = (-1,)
@@ -491,15 +525,28 @@ class Bidirectional(Layer):
         self.forward_layer.ensure_built(input_shape, forward_key)
         self.backward_layer.ensure_built(input_shape, backward_key)
 
-    def __call__(self, x, training: bool = False, key=None, initial_state: Sequence | None = None):
+    def __call__(self, x, training: bool = False, key=None, initial_state: Sequence | None = None, mask=None):
         """`(batch, timesteps, features)` -> merged output (and states with `return_state`)."""
         if not self.built:
             self.ensure_built(x.shape)
         else:
             self._check_input(x)
-        return self._invoke(x, training=training, key=key, initial_state=initial_state)
+        if mask is not None:
+            mask = check_mask_shape(f'Layer "{self.name}"', mask, x)
+        return self._invoke(x, training=training, key=key, initial_state=initial_state, mask=mask)
 
-    def call(self, x, *, training=False, key=None, initial_state=None):
+    def compute_mask(self, inputs, previous_mask=None):
+        mask = previous_mask[0] if isinstance(previous_mask, (list, tuple)) else previous_mask
+        if self.return_sequences:
+            output_mask = [mask, mask] if self.merge_mode is None else [mask]
+        else:
+            output_mask = [None, None] if self.merge_mode is None else [None]
+        if self.return_state:
+            states = len(self.forward_layer.cell.state_size) + len(self.backward_layer.cell.state_size)
+            return output_mask + [None] * states
+        return output_mask if self.merge_mode is None else output_mask[0]
+
+    def call(self, x, *, training=False, key=None, initial_state=None, mask=None):
         forward_init = backward_init = None
         if initial_state is not None:
             states = list(initial_state)
@@ -512,8 +559,8 @@ class Bidirectional(Layer):
             forward_init, backward_init = states[:half], states[half:]
         forward_key = None if key is None else jax.random.fold_in(key, 0)
         backward_key = None if key is None else jax.random.fold_in(key, 1)
-        forward = self.forward_layer(x, training=training, key=forward_key, initial_state=forward_init)
-        backward = self.backward_layer(x, training=training, key=backward_key, initial_state=backward_init)
+        forward = self.forward_layer(x, training=training, key=forward_key, initial_state=forward_init, mask=mask)
+        backward = self.backward_layer(x, training=training, key=backward_key, initial_state=backward_init, mask=mask)
         forward_states = backward_states = []
         if self.return_state:
             forward, *forward_states = forward

@@ -434,9 +434,15 @@ class Loss:
             y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
         return self.fn(y_true, y_pred)
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        mask = self.mask_fn(y_true, y_pred) if self.mask_fn is not None else None
-        return reduce_loss(self.per_element(y_true, y_pred), sample_weight, self.reduction, mask)
+    def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
+        """The reduced loss. `mask` (booleans of the per-element losses' shape, e.g. the `(batch, timesteps)`
+        mask a model output carries from `Embedding(mask_zero=True)`) leaves masked elements out, as
+        Keras's mask on `y_pred` does; it is AND-ed with the loss's own mask (`ignore_class`)."""
+        own = self.mask_fn(y_true, y_pred) if self.mask_fn is not None else None
+        if mask is not None:
+            mask = jnp.asarray(mask, bool)
+            own = mask if own is None else own & mask
+        return reduce_loss(self.per_element(y_true, y_pred), sample_weight, self.reduction, own)
 
 
 _KINDS = {

@@ -20,10 +20,12 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from nnjax.layers import masking
 from nnjax.layers.base import call_with_added_losses
 from nnjax.layers.calling import call_module
 from nnjax.layers.noise import activity_loss
 from nnjax.train import freeze, nonfinite, precision
+from nnjax.train import losses as losses_lib
 from nnjax.train.losses import at_least_f32
 from nnjax.train.metrics import weighted_sum_and_count
 from nnjax.train.state import TrainState
@@ -75,7 +77,9 @@ def apply_model(state: TrainState, params, x, *, training: bool, key=None, model
     outputs = call_module(module, _cast_floats(x, compute_dtype), training=training, key=key)
     new_model_state, intermediates = _split_call_state(module, model_state)
     if compute_dtype is not None:
+        mask = masking.get_mask(outputs)
         outputs = _cast_floats(outputs, jnp.float32)
+        masking.set_mask(outputs, mask)
         new_model_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_model_state, model_state)
     if return_intermediates:
         return outputs, new_model_state, intermediates
@@ -170,7 +174,8 @@ def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
         result = config.loss_fn(outputs, batch, **kwargs)
         loss, aux = result if isinstance(result, tuple) else (result, {})
     else:
-        loss = config.loss(y, outputs, sample_weight)  # a Loss reduces as Keras does (sum_over_batch_size)
+        # A Loss reduces as Keras does (sum_over_batch_size); an output's mask leaves masked steps out.
+        loss = config.loss(y, outputs, sample_weight, mask=masking.get_mask(outputs))
     loss = at_least_f32(loss)
     if added_losses:  # Keras's `add_loss`: the layers' losses join the objective
         loss = loss + sum(at_least_f32(value) for value in added_losses)
@@ -200,7 +205,7 @@ def logged_metrics(config) -> list[tuple[str, Any, bool]]:
     return entries
 
 
-def metric_contributions(state: TrainState, batch, outputs, loss, aux=None) -> dict[str, Any]:
+def metric_contributions(state: TrainState, batch, outputs, loss, aux=None, mask=None) -> dict[str, Any]:
     """One batch's additive contribution to every logged value; an epoch's value sums them (Keras's rules).
 
     - "loss" and the scalars a `loss_fn` returns beside it: `(value * B, B)`, the mean over examples
@@ -208,8 +213,12 @@ def metric_contributions(state: TrainState, batch, outputs, loss, aux=None) -> d
     - a metric of `compile(metrics=)`: `(sum of values, count)`, unweighted (Keras's `Mean`).
     - a metric of `compile(weighted_metrics=)`: `(sum of w * values, sum of w)`.
     - a stateful metric (Precision, AUC, ...): its counts for this batch (states add up).
+
+    `mask` (default: the mask `outputs` carries, see `nnjax.layers.masking`) weights the per-element
+    metrics as Keras's `MeanMetricWrapper` does: masked elements count neither in the sum nor in the count.
     """
     _, y, sample_weight = unpack_batch(batch)
+    mask = masking.get_mask(outputs) if mask is None else mask
     size = jnp.asarray(jax.tree.leaves(outputs)[0].shape[0], jnp.float32)
     parts = {"loss": (jnp.asarray(loss, jnp.float32) * size, size)}
     for name, value in (aux or {}).items():
@@ -220,8 +229,19 @@ def metric_contributions(state: TrainState, batch, outputs, loss, aux=None) -> d
             leaves = jax.tree.leaves(outputs)
             parts[name] = metric.update(metric.init(leaves[0].shape if len(leaves) == 1 else None), y, outputs, weights)
         else:
-            parts[name] = weighted_sum_and_count(metric(y, outputs), weights)
+            parts[name] = weighted_sum_and_count(metric(y, outputs), _masked_weights(weights, mask))
     return parts
+
+
+def _masked_weights(sample_weight, mask):
+    """Keras's `apply_mask(..., reduction="sum")`: the mask as 0/1 weights, times the sample weights."""
+    if mask is None:
+        return sample_weight
+    float_mask = jnp.asarray(mask, jnp.float32)
+    if sample_weight is None:
+        return float_mask
+    float_mask, weights = losses_lib.squeeze_or_expand_to_same_rank(float_mask, jnp.asarray(sample_weight, jnp.float32))
+    return weights * float_mask
 
 
 def results(config, totals: dict) -> dict[str, jax.Array]:
