@@ -119,7 +119,10 @@ def under_test(folder, *, append=False):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The uninterrupted run; one interrupted at the end of the epoch after the best; one interrupted mid-epoch."""
+    """The uninterrupted run; one interrupted at the end of the epoch after the best; one interrupted mid-epoch.
+
+    Both interruptions come after files were written past the last backup (rows, events of the epochs trained again).
+    """
     root = tmp_path_factory.mktemp("resume")
     reference = {"folder": root / "reference", "model": new_model()}
     reference["callbacks"] = under_test(reference["folder"])
@@ -147,7 +150,7 @@ def runs(tmp_path_factory):
     mid_epoch["folder"].mkdir()
     shutil.copy(reference["folder"] / "log.csv", mid_epoch["folder"] / "log.csv")  # an earlier fit's rows, kept by append=True
     mid_epoch["model"], mid_epoch["callbacks"], mid_epoch["backup"] = interrupted_and_resumed(
-        root / "backup_mid_epoch", lambda: under_test(mid_epoch["folder"], append=True), Interrupt(step=22), save_freq=3)
+        root / "backup_mid_epoch", lambda: under_test(mid_epoch["folder"], append=True), Interrupt(step=29), save_freq=3)
     return {"reference": reference, "epoch_end": epoch_end, "mid_epoch": mid_epoch}
 
 
@@ -157,7 +160,8 @@ RESUMED = ["epoch_end", "mid_epoch"]
 def test_runs_were_interrupted_where_intended(runs):
     best = runs["reference"]["best"]
     assert runs["epoch_end"]["backup"].restored_step == (best + 1) * 4  # the backup of the epoch before the interrupted one
-    assert runs["mid_epoch"]["backup"].restored_step == 21  # backups every 3 steps, interrupted after step 22
+    # Backups every 3 steps; interrupted after step 29, so epoch 6 ended (step 28) after the backup of step 27.
+    assert runs["mid_epoch"]["backup"].restored_step == 27
     for name in RESUMED:
         assert runs[name]["model"].history.history["val_loss"] == pytest.approx(runs["reference"]["history"]["val_loss"], abs=1e-6)
 
@@ -288,3 +292,60 @@ def test_reduce_lr_on_plateau_continues_its_learning_rate_sequence(tmp_path):
     assert (resumed.best, resumed.wait, resumed.cooldown_counter) == (reference.best, reference.wait, reference.cooldown_counter)
     np.testing.assert_allclose(float(nj.optimizers.get_learning_rate(model.state.opt_state)),
                                float(nj.optimizers.get_learning_rate(reference.model.state.opt_state)), rtol=0)
+
+
+# ---------------------------------------------------------------------------- the arrays item's safety
+def test_the_arrays_item_is_verified_and_a_corrupt_one_falls_back(tmp_path):
+    state = {"w": np.arange(4, dtype=np.float32)}
+    old = {"EarlyStopping": {"best_weights": [np.full((2, 3), 1.0, np.float32), np.zeros(3, np.int32)]}}
+    new = {"EarlyStopping": {"best_weights": [np.full((2, 3), 2.0, np.float32), np.ones(3, np.int32)]}}
+    with CheckpointManager(tmp_path, async_save=False, max_to_keep=None) as mngr:
+        mngr.save(1, state, arrays=old)
+        mngr.save(2, state, arrays=new)
+    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), old)
+    with CheckpointManager(tmp_path) as mngr:
+        restored = mngr.restore(step=2, target=state, arrays_target=target)
+        assert [np.asarray(w).tolist() for w in restored.arrays["EarlyStopping"]["best_weights"]] == [
+            w.tolist() for w in new["EarlyStopping"]["best_weights"]]
+        data = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "2" / "arrays") for f in fs if "/d/" in os.path.join(d, f)]
+        with open(data[0], "r+b") as f:  # flip one byte of the arrays' data
+            byte = f.read(1)
+            f.seek(0)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        with pytest.raises(nj.checkpoint.CheckpointCorruptError):
+            mngr.restore(step=2, target=state, arrays_target=target)
+        with pytest.warns(UserWarning, match="skipping step 2"):
+            restored = mngr.restore(target=state, arrays_target=lambda metadata: target)
+        assert restored.step == 1 and np.asarray(restored.arrays["EarlyStopping"]["best_weights"][0]).tolist() == [[1.0] * 3] * 2
+        wrong = jax.tree.map(lambda a: jax.ShapeDtypeStruct((a.shape[0] + 1, *a.shape[1:]), a.dtype), old)
+        with pytest.raises(nj.checkpoint.CheckpointMismatchError, match="best_weights/0"):
+            mngr.restore(step=1, target=state, arrays_target=wrong)
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({"array": {"shape": [2], "dtype": "object"}}, "dtype 'object'"),
+    ({"array": {"shape": [-1], "dtype": "float32"}}, "shape \\[-1\\]"),
+    ({"dict": {"../x": {"list": []}}}, "not a plain name"),
+    ({"tuple": []}, "malformed 'tuple'"),
+    ([1, 2], "must be one of"),
+])
+def test_a_layout_read_from_a_backup_is_checked(layout, message):
+    from nnjax.callbacks.array_layout import target_from_layout
+
+    with pytest.raises(ValueError, match=message):
+        target_from_layout(layout, "callback_arrays['X']")
+
+
+def test_array_state_must_be_numeric_arrays_in_dicts_and_lists():
+    from nnjax.callbacks.array_layout import layout_of, target_from_layout
+
+    layout, saved = layout_of({"w": (np.zeros((2, 3), np.float32), 3), "n": [np.int32(1)]}, "X.get_array_state()")
+    rebuilt = target_from_layout(layout, "X")
+    assert jax.tree.map(lambda s: (s.shape, str(s.dtype)), rebuilt) == {"w": [((2, 3), "float32"), ((), "int32")], "n": [((), "int32")]}
+    assert isinstance(saved["w"], list)
+    with pytest.raises(TypeError, match="X.get_array_state\\(\\): the leaf at \\['w'\\] is an array of dtype <U1"):
+        layout_of({"w": np.array(["a"])}, "X.get_array_state()")
+    with pytest.raises(TypeError, match="float64, which JAX restores as float32"):
+        layout_of({"w": np.zeros(2)}, "X.get_array_state()")
+    with pytest.raises(TypeError, match="key 1"):
+        layout_of({1: np.zeros(2, np.float32)}, "X.get_array_state()")

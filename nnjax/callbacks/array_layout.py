@@ -59,11 +59,16 @@ def layout_of(tree: Any, where: str) -> tuple[dict, Any]:
         if isinstance(node, (list, tuple)):
             pairs = [walk(value, f"{path}[{i}]", depth + 1) for i, value in enumerate(node)]
             return {"list": [p[0] for p in pairs]}, [p[1] for p in pairs]
-        array = node if isinstance(node, jax.Array) else np.asarray(node) if isinstance(node, (np.ndarray, np.generic, bool, int, float, complex)) else None
+        if isinstance(node, (bool, int, float, complex)):  # a Python number: JAX's default dtype for it
+            node = np.asarray(node, jax.dtypes.canonicalize_dtype(np.asarray(node).dtype))
+        array = node if isinstance(node, (jax.Array, np.ndarray)) else np.asarray(node) if isinstance(node, np.generic) else None
         if array is None or str(array.dtype) not in DTYPES:
             what = type(node).__name__ if array is None else f"an array of dtype {array.dtype}"
             raise TypeError(f"{where}: the leaf at {path or 'the root'} is {what}; expected a numeric array "
                             f"(NumPy or JAX, dtype one of {', '.join(DTYPES)}), in dicts and lists")
+        if jax.dtypes.canonicalize_dtype(array.dtype) != array.dtype:  # it would come back narrowed
+            raise TypeError(f"{where}: the leaf at {path or 'the root'} is {array.dtype}, which JAX restores as "
+                            f"{jax.dtypes.canonicalize_dtype(array.dtype)} unless jax_enable_x64 is set; store it as that dtype")
         return {"array": {"shape": [int(d) for d in array.shape], "dtype": str(array.dtype)}}, array
 
     return walk(tree, "", 0)
