@@ -38,11 +38,12 @@ def data():
     return x, y, (x_val, y_val)
 
 
-def new_model():
+def new_model(use_ema=False):
     nj.utils.set_random_seed(0)
     model = nj.Sequential([nj.layers.Dense(8, activation="relu"), nj.layers.Dense(3, activation="softmax")])
     model.build((None, 4))
-    model.compile(optimizer=nj.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy", seed=0, steps_per_execution=1)
+    model.compile(optimizer=nj.optimizers.Adam(0.05, use_ema=use_ema, ema_momentum=0.8), loss="sparse_categorical_crossentropy",
+                  seed=0, steps_per_execution=1)
     return model
 
 
@@ -78,7 +79,7 @@ def fit(model, callbacks):
     return model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, validation_data=val, verbose=0, callbacks=callbacks)
 
 
-def interrupted_and_resumed(backup_dir, make_callbacks, interrupt, save_freq="epoch", inspect=None):
+def interrupted_and_resumed(backup_dir, make_callbacks, interrupt, save_freq="epoch", inspect=None, make_model=new_model):
     """Runs `make_callbacks()` until `interrupt` raises, then again in a fresh model from the backup.
 
     `inspect(backup_dir)` runs between the two. Returns the resumed `(model, callbacks, backup)`.
@@ -86,13 +87,13 @@ def interrupted_and_resumed(backup_dir, make_callbacks, interrupt, save_freq="ep
     backup = nj.callbacks.BackupAndRestore(backup_dir, save_freq=save_freq)
     first = make_callbacks()
     with pytest.raises(RuntimeError, match="interrupted"):
-        fit(new_model(), [*first, interrupt, backup])
+        fit(make_model(), [*first, interrupt, backup])
     backup.close()
     for callback in first:
         callback.close()
     if inspect is not None:
         inspect(backup_dir)
-    model = new_model()
+    model = make_model()
     callbacks = make_callbacks()
     backup = nj.callbacks.BackupAndRestore(backup_dir, save_freq=save_freq)
     fit(model, [*callbacks, backup])
@@ -292,6 +293,20 @@ def test_reduce_lr_on_plateau_continues_its_learning_rate_sequence(tmp_path):
     assert (resumed.best, resumed.wait, resumed.cooldown_counter) == (reference.best, reference.wait, reference.cooldown_counter)
     np.testing.assert_allclose(float(nj.optimizers.get_learning_rate(model.state.opt_state)),
                                float(nj.optimizers.get_learning_rate(reference.model.state.opt_state)), rtol=0)
+
+
+# ---------------------------------------------------------------------------- SwapEMAWeights
+def test_swap_ema_weights_resumes_with_the_weights_swapped_back(tmp_path):
+    def ema_model():
+        return new_model(use_ema=True)
+
+    model = ema_model()
+    history = fit(model, [nj.callbacks.SwapEMAWeights(swap_on_epoch=True)]).history
+    # The backup of epoch 3 is taken with the EMA in the weights; the resumed fit must swap them back before training on.
+    resumed, _, _ = interrupted_and_resumed(tmp_path / "backup", lambda: [nj.callbacks.SwapEMAWeights(swap_on_epoch=True)],
+                                            Interrupt(epoch=4), make_model=ema_model)
+    assert resumed.history.history["loss"] == pytest.approx(history["loss"], abs=1e-6)
+    assert_weights_equal(resumed.get_weights(), model.get_weights())
 
 
 # ---------------------------------------------------------------------------- the arrays item's safety
