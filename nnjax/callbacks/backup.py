@@ -5,8 +5,11 @@ the `TrainState` (params, model state, optimizer state, step, RNG key) as
 arrays, and as JSON: the position in the data (`{"epoch", "step"}` plus what the
 position is valid for: seed, batch size, dataset size), the running metric sums
 of the current epoch (as float32 bit patterns), `History`, and every
-callback's `get_state()`. The order of batches is a pure function of (seed,
-epoch), so a resumed run sees exactly the batches the dead one would have.
+callback's `get_state()`. Callbacks' `get_array_state()` (EarlyStopping's best
+weights) go into the checkpoint's `arrays` item beside the `TrainState`, with
+their layout in the JSON (`callback_arrays`), verified and restored like it.
+The order of batches is a pure function of (seed, epoch), so a resumed run sees
+exactly the batches the dead one would have.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import warnings
 import jax
 import numpy as np
 
+from nnjax.callbacks import array_layout
 from nnjax.callbacks.base import Callback, History, ProgbarLogger
 from nnjax.checkpoint.core import _to_json
 from nnjax.checkpoint.errors import UntrustedCheckpointError
@@ -26,7 +30,9 @@ from nnjax.checkpoint.manager import CheckpointManager
 from nnjax.checkpoint.preemption import PreemptionGuard
 from nnjax.train import totals as totals_lib
 
-BACKUP_FORMAT = 2  # 2: epoch totals as a list of float32 leaves (every metric kind, ensembles)
+# 2: epoch totals as a list of float32 leaves (every metric kind, ensembles); 3: callbacks' arrays in the `arrays` item
+BACKUP_FORMAT = 3
+READABLE_FORMATS = (2, 3)
 _DATA_KEYS = ("seed", "batch_size", "num_examples", "shuffle", "drop_remainder")
 
 
@@ -165,7 +171,7 @@ class BackupAndRestore(Callback):
     # ------------------------------------------------------------------ save
     def _save(self, position: dict, totals, loss) -> None:
         model = self.model
-        states = {}
+        states, layouts, arrays = {}, {}, {}
         for name, cb in self._callbacks().items():
             try:
                 state = _to_json(cb.get_state(), f"{name}.get_state()")
@@ -173,6 +179,9 @@ class BackupAndRestore(Callback):
                 raise TypeError(f"BackupAndRestore: {err}; get_state() must return JSON data") from err
             if state:
                 states[name] = state
+            tree = cb.get_array_state()
+            if tree is not None:
+                layouts[name], arrays[name] = array_layout.layout_of(tree, f"BackupAndRestore: {name}.get_array_state()")
         source = self._loop().source
         metadata = {
             "nnjax_backup": BACKUP_FORMAT,
@@ -180,26 +189,40 @@ class BackupAndRestore(Callback):
             "epoch_totals": None if totals is None else _float32_bits(totals),
             "history": model.history.get_state(),
             "callbacks": states,
+            "callback_arrays": layouts,
             "data": self._data_fingerprint(),
             "data_state": source.get_state() if hasattr(source, "get_state") and hasattr(source, "set_state") else None,
         }
         state = model.state
         step = _state_step(state)
         metrics = {"loss": float(loss)} if loss is not None else None
-        self._manager.save(step, state, metadata=metadata, metrics=metrics)
+        self._manager.save(step, state, metadata=metadata, metrics=metrics, arrays=arrays or None)
         self._last_saved_step = step
 
     # ------------------------------------------------------------------ restore
+    def _arrays_target(self, meta: dict):
+        """The restore target of a backup's `arrays` item, from the layouts its metadata records (None: no item)."""
+        layouts = meta.get("callback_arrays") if meta.get("nnjax_backup") == 3 else None
+        if not layouts:
+            return None
+        if not isinstance(layouts, dict):
+            raise UntrustedCheckpointError(f"BackupAndRestore: backup in {self.backup_dir!r}: 'callback_arrays' must be an object; got "
+                                           f"{type(layouts).__name__}", path=self.backup_dir)
+        try:
+            return {name: array_layout.target_from_layout(layout, f"callback_arrays[{name!r}]") for name, layout in layouts.items()}
+        except ValueError as err:
+            raise UntrustedCheckpointError(f"BackupAndRestore: backup in {self.backup_dir!r}: {err}", path=self.backup_dir) from err
+
     def _restore(self) -> None:
         model = self.model
-        restored = self._manager.restore(target=model.state)
+        restored = self._manager.restore(target=model.state, arrays_target=self._arrays_target)
         meta = restored.metadata
         where = f"BackupAndRestore: backup step {restored.step} in {self.backup_dir!r}"
         position = meta.get("position")
-        if (meta.get("nnjax_backup") != BACKUP_FORMAT or not isinstance(position, dict)
+        if (meta.get("nnjax_backup") not in READABLE_FORMATS or not isinstance(position, dict)
                 or not all(isinstance(position.get(k), int) and position[k] >= 0 for k in ("epoch", "step"))):
-            raise UntrustedCheckpointError(f"{where} is not an nnjax backup of format {BACKUP_FORMAT} with a position "
-                                           f"{{'epoch', 'step'}}; got {sorted(meta)}", step=restored.step, path=self.backup_dir)
+            raise UntrustedCheckpointError(f"{where} is not an nnjax backup of format {' or '.join(map(str, READABLE_FORMATS))} with a "
+                                           f"position {{'epoch', 'step'}}; got {sorted(meta)}", step=restored.step, path=self.backup_dir)
         saved_data, data = meta.get("data") or {}, self._data_fingerprint()
         differ = {k: (saved_data[k], v) for k, v in data.items() if k in saved_data and saved_data[k] != v}
         if differ:
@@ -225,7 +248,15 @@ class BackupAndRestore(Callback):
             else:
                 warnings.warn(f"BackupAndRestore: the backup holds the state of callback {name!r}, which this fit does not have; "
                               "ignored", stacklevel=3)
-        loop.resume(position["epoch"], position["step"], totals=resumed_totals, callback_states=callback_states)
+        saved_arrays = restored.arrays or {}
+        for name in saved_arrays:
+            if name not in callbacks:
+                warnings.warn(f"BackupAndRestore: the backup holds the arrays of callback {name!r}, which this fit does not have; "
+                              "ignored", stacklevel=3)
+        array_states = {cb: array_layout.to_host(saved_arrays[name]) if name in saved_arrays else None
+                        for name, cb in callbacks.items()}
+        loop.resume(position["epoch"], position["step"], totals=resumed_totals, callback_states=callback_states,
+                    array_states=array_states)
         self.restored_step = restored.step
 
     # ------------------------------------------------------------------ hooks

@@ -25,10 +25,12 @@ class Callback:
     at all for one whose `wants_batch_logs()` returns False for that batch
     (`logs` is then None).
 
-    `get_state` / `set_state` carry counters and best values as JSON, so a
+    `get_state` / `set_state` carry counters and best values as JSON, and
+    `get_array_state` / `set_array_state` carry arrays (best weights), so a
     backup can resume a callback where it was. A restored state is applied
     after every callback's `on_train_begin` and before the first
-    `on_epoch_begin`, so `on_train_begin` may reset freely.
+    `on_epoch_begin` (`set_state` first, then `set_array_state`), so
+    `on_train_begin` may reset freely.
 
     The hooks and what they receive:
       on_train_begin(logs=None) / on_train_end(logs): logs of the last epoch.
@@ -93,6 +95,27 @@ class Callback:
 
     def set_state(self, state: dict) -> None:
         """Restores what `get_state` returned."""
+
+    def get_array_state(self) -> Any | None:
+        """Arrays to store in a backup beside the train state, or None (the default: nothing to store).
+
+        Returns:
+          A pytree of dicts (str keys) and lists whose leaves are arrays (NumPy or JAX, numeric dtypes),
+          e.g. `{"best_weights": [w0, w1, ...]}`. `BackupAndRestore` writes it into its Orbax checkpoint
+          (verified with the rest of it) and records its layout, so a resumed fit rebuilds the same
+          structure. Keep it to what cannot be recomputed.
+        """
+        return None
+
+    def set_array_state(self, arrays: Any | None) -> None:
+        """Restores what `get_array_state` returned, after `set_state`.
+
+        Args:
+          arrays: the saved structure (dicts and lists as saved, leaves as NumPy arrays with the saved
+            shapes and dtypes), or None when the backup holds none for this callback (none was saved,
+            or the backup was written before callbacks could store arrays). A callback that needed
+            its arrays must say so (a warning naming it), never carry on as if it had them.
+        """
 
     def close(self) -> None:
         """Releases resources when `fit` raises (instead of `on_train_end`)."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
+
 from nnjax.callbacks.base import Callback
 from nnjax.callbacks.monitor import is_improvement, json_float, logged_value, resolve_mode
 
@@ -17,7 +21,8 @@ class EarlyStopping(Callback):
       mode: "auto" (maximise accuracy-like names, minimise the rest), "min" or "max".
       baseline: training stops if the quantity does not beat this within `patience` epochs.
       restore_best_weights: at the end of training, put back the weights of the
-        best epoch (host copies taken at each improvement).
+        best epoch (host copies taken at each improvement; `BackupAndRestore`
+        keeps them in its backups, so a resumed fit still ends with them).
       start_from_epoch: epochs to wait before watching (a warm-up).
 
     Attributes:
@@ -93,8 +98,40 @@ class EarlyStopping(Callback):
             self.model.set_weights(self.best_weights)
 
     def get_state(self) -> dict:
-        """Counters and the best value (the best weights are not included: they live with the model's backups)."""
+        """Counters and the best value (the best weights are in `get_array_state`)."""
         return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": json_float(self.best), "best_epoch": self.best_epoch}
+
+    def get_array_state(self) -> dict | None:
+        """`{"best_weights": [...]}` (in `model.get_weights()` order) once there are best weights to restore, else None."""
+        if not self.restore_best_weights or self.best_weights is None:
+            return None
+        return {"best_weights": list(self.best_weights)}
+
+    def set_array_state(self, arrays: dict | None) -> None:
+        """Puts back the best weights of a backup; warns if the backup has none although a best epoch was recorded.
+
+        Raises:
+          ValueError: if the saved weights do not have the model's layout (count, shapes, dtypes).
+        """
+        if not self.restore_best_weights:
+            return
+        if arrays is None:
+            if self.best is not None or self.best_epoch:
+                warnings.warn(
+                    f"EarlyStopping: the backup it resumes from holds no best weights (best {self.monitor} {self.best} at epoch "
+                    f"{self.best_epoch + 1}); it was written before callbacks could store arrays, or by a fit without "
+                    "restore_best_weights. Those weights are lost: at the end of training the weights of a later epoch that beats "
+                    "that value are restored, or, if none does, the weights stay those of the last epoch",
+                    RuntimeWarning, stacklevel=2)
+            return
+        weights = arrays.get("best_weights") if isinstance(arrays, dict) else None
+        current = self.model.get_weights()
+        layout = [(tuple(np.shape(w)), np.asarray(w).dtype) for w in current]
+        saved = None if not isinstance(weights, list) else [(tuple(np.shape(w)), np.asarray(w).dtype) for w in weights]
+        if saved != layout:
+            raise ValueError(f"EarlyStopping: the backup's best weights have the layout {saved} (shape, dtype per variable); this "
+                             f"model's weights have {layout}")
+        self.best_weights = [np.asarray(w) for w in weights]
 
     def set_state(self, state: dict) -> None:
         self.wait = int(state.get("wait", 0))

@@ -87,24 +87,62 @@ def frame_record(data: bytes) -> bytes:
     return length + struct.pack("<I", masked_crc32c(length)) + data + struct.pack("<I", masked_crc32c(data))
 
 
+def new_file_name() -> str:
+    """A fresh event file name, as TensorFlow's writer names them (time, host, pid, a counter)."""
+    EventFileWriter._count += 1
+    return f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{EventFileWriter._count}.v2"
+
+
+def record_boundary(path: str, size: int) -> bool:
+    """True if the first `size` bytes of the event file `path` are whole TFRecords (their length headers check out)."""
+    offset = 0
+    with open(path, "rb") as f:
+        while offset < size:
+            header = f.read(12)
+            if len(header) < 12 or struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
+                return False
+            offset += 12 + struct.unpack("<Q", header[:8])[0] + 4
+            f.seek(offset)
+    return offset == size
+
+
 class EventFileWriter:
-    """Appends scalar events to a new `events.out.tfevents.*` file in `log_dir`.
+    """Appends scalar events to an `events.out.tfevents.*` file in `log_dir`.
 
     Args:
       log_dir: the folder (created if missing); TensorBoard shows one run per folder.
+      file_name: the file's name (default: a new one from `new_file_name()`).
+      keep_bytes: continue an existing file: keep its first `keep_bytes` bytes (whole records, as
+        `size` reported them) and append after them; what follows is cut off. None (or 0) starts
+        the file afresh.
+
+    Raises:
+      ValueError: if `keep_bytes` is given but the file is shorter or does not end a record there.
     """
 
     _count = 0
 
-    def __init__(self, log_dir: str | os.PathLike):
+    def __init__(self, log_dir: str | os.PathLike, *, file_name: str | None = None, keep_bytes: int | None = None):
         self.log_dir = os.fspath(log_dir)
         os.makedirs(self.log_dir, exist_ok=True)
-        EventFileWriter._count += 1
-        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{EventFileWriter._count}.v2"
-        self.path = os.path.join(self.log_dir, name)
+        self.path = os.path.join(self.log_dir, file_name or new_file_name())
+        if keep_bytes:
+            have = os.path.getsize(self.path) if os.path.isfile(self.path) else None
+            if have is None or have < keep_bytes or not record_boundary(self.path, keep_bytes):
+                found = "is missing" if have is None else f"has {have} bytes" + ("" if have < keep_bytes else " but no record ends there")
+                raise ValueError(f"EventFileWriter: {self.path} {found}; expected at least {keep_bytes} bytes of whole records to continue")
+            self._file = open(self.path, "r+b")  # noqa: SIM115 - closed by close()
+            self._file.truncate(keep_bytes)
+            self._file.seek(keep_bytes)
+            return
         self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close()
         self._file.write(frame_record(encode_event(time.time(), 0, file_version="brain.Event:2")))
         self._file.flush()
+
+    def size(self) -> int:
+        """The bytes written so far, flushed to the file (a position `keep_bytes` can resume from)."""
+        self.flush()
+        return os.path.getsize(self.path)
 
     def add_scalars(self, scalars: dict, step: int) -> None:
         """Writes `{tag: value}` at `step` (values are stored as float32)."""
@@ -123,4 +161,4 @@ class EventFileWriter:
             self._file = None
 
 
-__all__ = ["EventFileWriter", "crc32c", "encode_event", "frame_record", "masked_crc32c"]
+__all__ = ["EventFileWriter", "crc32c", "encode_event", "frame_record", "masked_crc32c", "new_file_name", "record_boundary"]

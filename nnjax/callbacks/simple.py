@@ -6,6 +6,7 @@ import collections.abc
 import csv
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -61,6 +62,10 @@ class CSVLogger(Callback):
     The values are written with full precision (`repr` of the float), so reading
     the file back gives exactly `History.history`. Keys missing in an epoch
     (validation with `validation_freq > 1`) are written as "NA".
+
+    Resumed through `BackupAndRestore`, the file is continued (whatever `append`
+    says), cut back first to what it held at the backup: the rows of the epochs
+    trained again are written again, so each epoch appears once.
     """
 
     _unsuffixed = ("learning_rate", "skipped_steps")  # logged once, never with a "val_" twin
@@ -114,13 +119,41 @@ class CSVLogger(Callback):
     def on_train_end(self, logs=None):
         self._close()
 
+    def close(self) -> None:
+        self._close()
+
+    def _size(self) -> int:
+        """The bytes of the file that belong to this fit's result so far (what a resume keeps)."""
+        if self._file is not None:
+            self._file.flush()
+            return os.fstat(self._file.fileno()).st_size
+        if (self.append or self._resumed) and os.path.isfile(self.filename):
+            return os.path.getsize(self.filename)
+        return 0  # not opened yet: the first row will start the file afresh
+
     def get_state(self) -> dict:
-        return {"keys": self.keys}
+        return {"keys": self.keys, "size": self._size()}
 
     def set_state(self, state: dict) -> None:
-        """Restores the columns; the next rows are appended to the existing file."""
+        """Restores the columns and cuts the file back to its size at the backup; the next rows are appended."""
         self.keys = state.get("keys")
         self._resumed = True
+        size = state.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            return  # a backup from before sizes were kept: append to what is there
+        have = os.path.getsize(self.filename) if os.path.isfile(self.filename) else None
+        if have == size:
+            return
+        if have is not None and have > size:
+            with open(self.filename, "rb") as f:
+                f.seek(max(size - 1, 0))
+                at_line_end = size == 0 or f.read(1) == b"\n"
+            if at_line_end:
+                os.truncate(self.filename, size)  # rows of the epochs about to be trained again
+                return
+        found = "is missing" if have is None else f"has {have} bytes" + (", not ending a row there" if have > size else "")
+        warnings.warn(f"CSVLogger: {self.filename} {found}; at the backup it had {size} bytes. The rows of the resumed epochs are "
+                      "appended to what is there (rows may be missing or repeated)", RuntimeWarning, stacklevel=2)
 
 
 class LambdaCallback(Callback):
@@ -212,6 +245,13 @@ class SwapEMAWeights(Callback):
     def on_test_end(self, logs=None):
         if self._swapped:
             self._swap()
+
+    def get_state(self) -> dict:
+        """Whether the EMA is in the weights: a backup taken between epochs holds them swapped."""
+        return {"swapped": self._swapped}
+
+    def set_state(self, state: dict) -> None:
+        self._swapped = bool(state.get("swapped", False))
 
 
 __all__ = ["CSVLogger", "LambdaCallback", "SwapEMAWeights", "TerminateOnNaN"]

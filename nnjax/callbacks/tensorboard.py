@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import numpy as np
 
 from nnjax.callbacks.base import Callback
-from nnjax.callbacks.event_file import EventFileWriter
+from nnjax.callbacks.event_file import EventFileWriter, new_file_name
 
 
 class TensorBoard(Callback):
@@ -28,6 +29,11 @@ class TensorBoard(Callback):
       write_steps_per_second: also log "epoch_steps_per_second".
       histogram_freq, write_graph, write_images, profile_batch, embeddings_freq:
         Keras arguments; only their "off" values are accepted (nnjax writes scalars).
+
+    Resumed through `BackupAndRestore`, the step counter continues from the
+    backup's step and each run's event file is continued, cut back to what it held
+    at the backup (the events of the steps trained again are written again), so
+    every step appears once.
 
     Raises:
       ValueError: for a bad `update_freq` or a feature that is switched on but not written.
@@ -62,13 +68,22 @@ class TensorBoard(Callback):
         self._epoch_start = 0.0
         self._epoch_first_step = 0
         self._epoch_global_start = 0
-        self._global = 0
+        self._global: int | None = 0
+        self._file_name: str | None = None  # one name per fit, the same in train/ and validation/
+        self._resume_sizes: dict[str, int] = {}  # from a backup: the bytes of each run's file to keep
 
     execution_aware = True  # writes at execution boundaries; does not need one step per execution
 
     def _writer(self, run: str) -> EventFileWriter:
         if run not in self._writers:
-            self._writers[run] = EventFileWriter(os.path.join(self.log_dir, run))
+            folder = os.path.join(self.log_dir, run)
+            keep = self._resume_sizes.pop(run, None)
+            try:
+                self._writers[run] = EventFileWriter(folder, file_name=self._file_name, keep_bytes=keep)
+            except ValueError as err:  # the file was changed or removed since the backup
+                warnings.warn(f"TensorBoard: cannot continue the event file of the backup ({err}); writing a new file, so the "
+                              "steps trained again after the backup may appear twice", RuntimeWarning, stacklevel=3)
+                self._writers[run] = EventFileWriter(folder)
         return self._writers[run]
 
     def _global_step(self) -> int:
@@ -76,10 +91,17 @@ class TensorBoard(Callback):
         return self._epoch_global_start + int(self.model.fit_loop.state.step) - self._epoch_first_step
 
     def on_train_begin(self, logs=None):
-        self._global = int(np.asarray(self.model.state.step).reshape(-1)[0])  # one read: a resumed run continues its curves
-        self._last_written = self._global
+        self.close()
+        self._global = None  # read at the first epoch, after a backup (which restores last) put the state back
+        self._last_written = None
+        self._file_name = new_file_name()
+        self._resume_sizes = {}
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._global is None:
+            self._global = int(np.asarray(self.model.state.step).reshape(-1)[0])  # one read: a resumed run continues its curves
+            if self._last_written is None:
+                self._last_written = self._global
         self._epoch_start = time.perf_counter()
         self._epoch_first_step = int(self.model.fit_loop.state.step)
         self._epoch_global_start = self._global
@@ -118,9 +140,33 @@ class TensorBoard(Callback):
             writer.flush()
 
     def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self) -> None:
+        """Closes the event files (what was written stays)."""
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
+
+    def get_state(self) -> dict:
+        """The file name and each run's bytes so far (a resumed fit continues them), and the step of the last batch write."""
+        return {"file_name": self._file_name, "sizes": {run: writer.size() for run, writer in self._writers.items()},
+                "last_written": self._last_written}
+
+    def set_state(self, state: dict) -> None:
+        """Continues the backup's event files: each is cut back to its size at the backup, then appended to."""
+        name = state.get("file_name")
+        sizes = state.get("sizes") if isinstance(state.get("sizes"), dict) else {}
+        if not isinstance(name, str) or os.path.basename(name) != name or not name.startswith("events.out.tfevents."):
+            return
+        self._file_name = name
+        for run in ("train", "validation"):
+            size = sizes.get(run, 0)
+            # A run without a file at the backup starts afresh, replacing what the interrupted fit wrote after it.
+            self._resume_sizes[run] = int(size) if isinstance(size, int) and size >= 0 else 0
+        last = state.get("last_written")
+        if isinstance(last, int):
+            self._last_written = last
 
 
 __all__ = ["TensorBoard"]

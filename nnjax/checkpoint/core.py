@@ -1,10 +1,12 @@
 """`save` / `restore` of a `TrainState` (or any pytree of arrays) with Orbax, checked end to end.
 
-A checkpoint folder holds two Orbax items, written through Orbax's atomic
-temporary-folder commit (`<name>.orbax-checkpoint-tmp` renamed to `<name>`):
+A checkpoint folder holds two Orbax items (three with `arrays`), written
+through Orbax's atomic temporary-folder commit (`<name>.orbax-checkpoint-tmp`
+renamed to `<name>`):
 
     <path>/state/          the arrays (TensorStore, OCDBT)
     <path>/metadata/       a JSON object (data position, callback state, ...)
+    <path>/arrays/         optional: more arrays beside the state (a backup's callback arrays), checked as `state/`
     <path>/nnjax_uncommitted     present from the first write until the commit (see `folders`)
     <path>/nnjax_manifest.json   size + SHA-256 of every file, written last: the commit point
 
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 STATE_ITEM = "state"
 METADATA_ITEM = "metadata"
+ARRAYS_ITEM = "arrays"  # optional second tree of arrays, saved and verified like the state
 TMP_MARKER = folders.TMP_MARKER
 # Per-array cap on element counts claimed by a checkpoint (raised to the target's largest array if that is bigger).
 DEFAULT_MAX_ELEMENTS = 2**31
@@ -191,13 +194,15 @@ def abstract_target(target) -> Any:
 
 
 # ---------------------------------------------------------------------------- saving
-def prepare_save(state, metadata: dict | None, metrics: dict | None) -> tuple[dict, dict]:
+def prepare_save(state, metadata: dict | None, metrics: dict | None, arrays: Any = None) -> tuple[dict, dict]:
     """Checks what `start_save` would write, in the foreground: keys, JSON metadata, numeric metrics.
 
     Raises:
       TypeError / ValueError: naming the offending key or value.
     """
     _check_save_keys(state)
+    if arrays is not None:
+        _check_save_keys(arrays)
     meta = _to_json({} if metadata is None else metadata)
     json.dumps(meta)
     return meta, manifest_lib._jsonable_metrics(metrics)
@@ -218,18 +223,21 @@ def save_target(path: str, *, what: str = "checkpoint save") -> str:
 
 
 def start_save(checkpointer, target: str, state, *, metadata: dict, step: int | None, metrics: dict, fsync: bool,
-               swap_to: str | None = None) -> None:
+               swap_to: str | None = None, arrays: Any = None) -> None:
     """Starts an Orbax save of `state` + `metadata` (from `prepare_save`) to the new folder `target`.
 
+    `arrays`, if not None, is a second pytree of arrays written as its own item (`arrays/`).
     When Orbax commits, nnjax writes the manifest and, with `swap_to`, swaps `target` into that path.
     """
     import orbax.checkpoint as ocp
 
+    items = {STATE_ITEM: ocp.args.StandardSave(state), METADATA_ITEM: ocp.args.JsonSave(metadata)}
+    if arrays is not None:
+        items[ARRAYS_ITEM] = ocp.args.StandardSave(arrays)
     with _requests_lock:
         _requests[target] = (step, metrics, fsync, swap_to)
     try:
-        checkpointer.save(target, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(state),
-                                                             METADATA_ITEM: ocp.args.JsonSave(metadata)}))
+        checkpointer.save(target, args=ocp.args.Composite(**items))
     except BaseException:
         forget_request(target)
         raise
@@ -425,18 +433,25 @@ def check_matches(stored: dict, wanted: dict, *, step, folder: str) -> None:
                                           f"the target's shape {expected}", step=step, path=folder)
 
 
-def _check_tree_metadata(folder: str, abstract, *, step, cap: int, manifest: dict) -> None:
-    """Refuses a checkpoint whose Orbax metadata is unsafe or does not match `abstract`, before reading any array."""
+def _check_json_sizes(folder: str, *, step, manifest: dict) -> None:
+    """Refuses metadata files too large for the bounded reader, then parses every JSON file through it."""
     for rel, entry in manifest["files"].items():
         if _is_json_file(rel) and entry["size"] > manifest_lib.MAX_JSON_BYTES:
             raise UntrustedCheckpointError(f"checkpoint {describe(step, folder)}: metadata file {rel!r} has {entry['size']} bytes, "
                                            f"more than {manifest_lib.MAX_JSON_BYTES}", step=step, path=os.path.join(folder, rel))
     check_json_files(folder, manifest["files"], step=step)
-    state_dir = os.path.join(folder, STATE_ITEM)
-    stored = read_tree_metadata(state_dir, step=step, cap=cap, folder=folder)
+
+
+def _check_tree_metadata(folder: str, abstract, *, step, cap: int, item: str = STATE_ITEM) -> None:
+    """Refuses an item whose Orbax metadata is unsafe or does not match `abstract`, before reading any array."""
+    item_dir = os.path.join(folder, item)
+    if not os.path.isdir(item_dir) or os.path.islink(item_dir):
+        raise CheckpointMismatchError(f"checkpoint {describe(step, folder)} has no {item!r} item; the restore target asks for one",
+                                      step=step, path=folder)
+    stored = read_tree_metadata(item_dir, step=step, cap=cap, folder=folder)
     wanted = {path: leaf for path, leaf in leaf_paths(abstract)}
     check_matches(stored, wanted, step=step, folder=folder)
-    check_tensorstore_shapes(state_dir, wanted, cap=cap, step=step, folder=folder)
+    check_tensorstore_shapes(item_dir, wanted, cap=cap, step=step, folder=folder)
 
 
 def check_tensorstore_shapes(state_dir: str, wanted: dict, *, cap: int, step, folder: str) -> None:
@@ -483,9 +498,36 @@ def check_tensorstore_shapes(state_dir: str, wanted: dict, *, cap: int, step, fo
 
 
 # ---------------------------------------------------------------------------- restoring
+def _element_cap(abstract, max_elements: int | None) -> int:
+    sizes = [math.prod(leaf.shape) for leaf in jax.tree.leaves(abstract)]
+    return max([DEFAULT_MAX_ELEMENTS if max_elements is None else int(max_elements)] + sizes)
+
+
 def restore_folder(folder: str, target: Any, *, step: int | None = None, max_elements: int | None = None,
                    return_metadata: bool = False):
     """Verifies and restores one checkpoint folder (see `restore`)."""
+    state, metadata, _ = restore_folder_with_arrays(folder, target, step=step, max_elements=max_elements)
+    return (state, metadata) if return_metadata else state
+
+
+def restore_folder_with_arrays(folder: str, target: Any, *, step: int | None = None, max_elements: int | None = None,
+                               arrays_target: Any = None) -> tuple[Any, dict, Any]:
+    """Verifies and restores one checkpoint folder: its state, its metadata and its optional `arrays` item.
+
+    Args:
+      folder, target, step, max_elements: as `restore`.
+      arrays_target: the target of the `arrays` item: a pytree of arrays / `jax.ShapeDtypeStruct`s,
+        or a function of the checkpoint's verified JSON metadata returning one (or None: the item is
+        not read). Its arrays go through every check the state's do; each is capped at
+        `max_elements` (default 2**31) whatever the target claims, since a target built from the
+        metadata is built from the checkpoint itself.
+
+    Returns:
+      `(state, metadata, arrays)`; `arrays` is None when the item was not read.
+
+    Raises:
+      As `restore`; CheckpointMismatchError also when `arrays_target` asks for an item the checkpoint lacks.
+    """
     import orbax.checkpoint as ocp
 
     if target is None:
@@ -495,13 +537,23 @@ def restore_folder(folder: str, target: Any, *, step: int | None = None, max_ele
     if step is None:
         step = manifest.get("step")
     abstract = abstract_target(target)
-    sizes = [math.prod(leaf.shape) for leaf in jax.tree.leaves(abstract)]
-    cap = max([DEFAULT_MAX_ELEMENTS if max_elements is None else int(max_elements)] + sizes)
-    _check_tree_metadata(folder, abstract, step=step, cap=cap, manifest=manifest)
+    cap = _element_cap(abstract, max_elements)
+    _check_json_sizes(folder, step=step, manifest=manifest)
+    _check_tree_metadata(folder, abstract, step=step, cap=cap)
+    items = {STATE_ITEM: ocp.args.StandardRestore(abstract), METADATA_ITEM: ocp.args.JsonRestore()}
+    arrays_abstract = None
+    if callable(arrays_target):
+        arrays_target = arrays_target(_read_metadata_file(folder, step=step, manifest=manifest))
+    if arrays_target is not None:
+        arrays_abstract = abstract_target(arrays_target)
+        arrays_cap = DEFAULT_MAX_ELEMENTS if max_elements is None else int(max_elements)
+        for path, leaf in leaf_paths(arrays_abstract):
+            _check_elements(tuple(leaf.shape), arrays_cap, f"array {'/'.join(path)!r} of the {ARRAYS_ITEM!r} target", step, folder)
+        _check_tree_metadata(folder, arrays_abstract, step=step, cap=arrays_cap, item=ARRAYS_ITEM)
+        items[ARRAYS_ITEM] = ocp.args.StandardRestore(arrays_abstract)
     reader = _reader()
     try:
-        restored = reader.restore(folder, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(abstract),
-                                                                     METADATA_ITEM: ocp.args.JsonRestore()}))
+        restored = reader.restore(folder, args=ocp.args.Composite(**items))
     except (ValueError, KeyError, TypeError) as err:
         raise CheckpointMismatchError(f"checkpoint {describe(step, folder)} does not match the restore target: {err}",
                                       step=step, path=folder) from err
@@ -516,9 +568,10 @@ def restore_folder(folder: str, target: Any, *, step: int | None = None, max_ele
         raise UntrustedCheckpointError(f"checkpoint {describe(step, folder)}: its metadata must be a JSON object; got "
                                        f"{type(metadata).__name__}", step=step, path=folder)
     state = jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(state))
-    if return_metadata:
-        return state, metadata
-    return state
+    arrays = None
+    if arrays_abstract is not None:
+        arrays = jax.tree.unflatten(jax.tree.structure(arrays_abstract), jax.tree.leaves(restored[ARRAYS_ITEM]))
+    return state, metadata, arrays
 
 
 _FOREIGN_READER = None  # the module that reads plain Orbax checkpoints (it depends on this one, not the reverse)
@@ -595,9 +648,18 @@ def read_metadata(path: str | os.PathLike, *, verify: bool = True) -> dict:
     manifest = manifest_lib.verify(path) if verify else manifest_lib.read_manifest(path)
     if manifest is None:
         raise CheckpointCorruptError(f"checkpoint {path!r} has no manifest: it was never committed", path=path)
-    data = manifest_lib.read_json(os.path.join(path, METADATA_ITEM, METADATA_ITEM), step=manifest.get("step"))
+    return _read_metadata_file(path, step=manifest.get("step"), manifest=manifest)
+
+
+def _read_metadata_file(folder: str, *, step, manifest: dict) -> dict:
+    """The metadata item through the bounded JSON reader (the folder's manifest was read or verified by the caller)."""
+    rel = f"{METADATA_ITEM}/{METADATA_ITEM}"
+    if rel not in manifest.get("files", {}):
+        raise CheckpointCorruptError(f"checkpoint {describe(step, folder)}: its manifest lists no {rel!r}", step=step, path=folder)
+    data = manifest_lib.read_json(os.path.join(folder, rel), step=step)
     if not isinstance(data, dict):
-        raise UntrustedCheckpointError(f"checkpoint {path!r}: its metadata must be a JSON object; got {type(data).__name__}", path=path)
+        raise UntrustedCheckpointError(f"checkpoint {describe(step, folder)}: its metadata must be a JSON object; got "
+                                       f"{type(data).__name__}", step=step, path=folder)
     return data
 
 

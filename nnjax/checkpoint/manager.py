@@ -52,6 +52,7 @@ class Restored(NamedTuple):
       metadata: the JSON metadata saved with it.
       metrics: the metrics saved with it.
       skipped: `((step, reason), ...)` for newer checkpoints that failed verification.
+      arrays: the restored `arrays` item (see `CheckpointManager.save`), or None if it was not read.
     """
 
     step: int
@@ -59,6 +60,7 @@ class Restored(NamedTuple):
     metadata: dict
     metrics: dict
     skipped: tuple
+    arrays: Any = None
 
 
 class CheckpointManager:
@@ -235,7 +237,8 @@ class CheckpointManager:
         saved = step in self.all_steps() and step not in self._bad_steps  # a step found corrupt may be written again
         return step % self.save_interval_steps == 0 and not saved and step != self._in_flight
 
-    def save(self, step: int, state: Any, *, metrics: dict | None = None, metadata: dict | None = None, force: bool = False) -> bool:
+    def save(self, step: int, state: Any, *, metrics: dict | None = None, metadata: dict | None = None, force: bool = False,
+             arrays: Any = None) -> bool:
         """Saves `state` as `step` (in the background when `async_save`).
 
         Args:
@@ -245,6 +248,8 @@ class CheckpointManager:
           metrics: `{name: float}` kept in the manifest (for `keep_best`).
           metadata: JSON data saved next to the arrays.
           force: save even off-interval, and replace an existing `step`.
+          arrays: an optional second pytree of arrays, saved as its own item beside `state`
+            (verified and restored like it: `restore(arrays_target=...)`).
 
         Returns:
           True if a save was started, False if `step` is off-interval or already saved.
@@ -259,11 +264,11 @@ class CheckpointManager:
         step = int(step)
         if not force and not self.should_save(step):
             return False
-        meta, metrics = core.prepare_save(state, metadata, metrics)
+        meta, metrics = core.prepare_save(state, metadata, metrics, arrays)
         with self._lock:
-            return self._save_locked(step, state, meta, metrics, force)
+            return self._save_locked(step, state, meta, metrics, force, arrays)
 
-    def _save_locked(self, step: int, state: Any, meta: dict, metrics: dict, force: bool) -> bool:
+    def _save_locked(self, step: int, state: Any, meta: dict, metrics: dict, force: bool, arrays: Any = None) -> bool:
         self._finish_previous()
         path = self._step_folder(step)
         if os.path.lexists(path):
@@ -276,7 +281,7 @@ class CheckpointManager:
             self._checkpointer = core.new_checkpointer()
         try:
             core.start_save(self._checkpointer, target, state, metadata=meta, step=step, metrics=metrics, fsync=self.fsync,
-                            swap_to=path)
+                            swap_to=path, arrays=arrays)
         except Exception as err:
             folders.abandon(target, path)
             raise CheckpointSaveError(f"CheckpointManager: saving {describe(step, path)} failed: {type(err).__name__}: {err}",
@@ -382,7 +387,7 @@ class CheckpointManager:
                 log.error("%s", err)
 
     # ------------------------------------------------------------------ restoring
-    def restore(self, step: int | None = None, *, target: Any, fallback: bool = True) -> Restored:
+    def restore(self, step: int | None = None, *, target: Any, fallback: bool = True, arrays_target: Any = None) -> Restored:
         """Verifies and restores `step`, or the newest committed step that verifies.
 
         Args:
@@ -392,9 +397,12 @@ class CheckpointManager:
             (corrupt or unsafe files) and take the previous one; each skip is warned about
             and listed in `Restored.skipped`, and the bad folder is moved to
             `quarantine/` at the next save of that step.
+          arrays_target: the target of the `arrays` item saved by `save(arrays=...)`: a pytree, or
+            a function of the candidate's verified metadata returning one (None: not read). See
+            `nnjax.checkpoint.core.restore_folder_with_arrays`.
 
         Returns:
-          `Restored(step, state, metadata, metrics, skipped)`.
+          `Restored(step, state, metadata, metrics, skipped, arrays)`.
 
         Raises:
           FileNotFoundError: if there is no committed checkpoint (or no `step`).
@@ -416,8 +424,8 @@ class CheckpointManager:
         for candidate in candidates:
             folder = self._step_folder(candidate)
             try:
-                state, metadata = core.restore_folder(folder, target, step=candidate, max_elements=self.max_elements,
-                                                      return_metadata=True)
+                state, metadata, arrays = core.restore_folder_with_arrays(folder, target, step=candidate,
+                                                                          max_elements=self.max_elements, arrays_target=arrays_target)
             except (CheckpointCorruptError, UntrustedCheckpointError) as err:
                 if step is not None or not fallback:
                     raise
@@ -425,7 +433,7 @@ class CheckpointManager:
                 skipped.append((candidate, str(err)))
                 warnings.warn(f"nnjax.checkpoint: skipping step {candidate}: {err}", stacklevel=2)
                 continue
-            return Restored(candidate, state, metadata, self.metrics(candidate), tuple(skipped))
+            return Restored(candidate, state, metadata, self.metrics(candidate), tuple(skipped), arrays)
         raise CheckpointCorruptError(
             f"CheckpointManager: no checkpoint in {self.directory!r} verifies: "
             + "; ".join(f"step {s}: {reason}" for s, reason in skipped), step=candidates[-1], path=self.directory)

@@ -215,13 +215,15 @@ class FitLoop:
         self._tokens: int | None = None  # tokens per example (0: not a sequence of ids), found at the first epoch
         self._resume_totals = None
         self._callback_states: dict | None = None
+        self._array_states: dict | None = None
 
     # ------------------------------------------------------------------ public API for callbacks
     def epoch_means(self) -> dict:
         """The running means of the current epoch (floats; arrays `(members,)` for an ensemble), or {}."""
         return {} if self.state.totals is None else self.model._totals_result(self.state.totals)
 
-    def resume(self, epoch: int, step: int, *, totals: dict | None = None, callback_states: dict | None = None) -> None:
+    def resume(self, epoch: int, step: int, *, totals: dict | None = None, callback_states: dict | None = None,
+               array_states: dict | None = None) -> None:
         """Makes this fit continue at `(epoch, step)` (call it from `on_train_begin`).
 
         Args:
@@ -231,12 +233,15 @@ class FitLoop:
             totals when the epoch starts).
           callback_states: `{callback: state}`; each callback's `set_state(state)` is called once every
             `on_train_begin` has run, before the first epoch begins.
+          array_states: `{callback: arrays or None}`; each callback's `set_array_state(arrays)` is called
+            after every `set_state`.
 
         """
         self.state.epoch, self.state.step = int(epoch), int(step)
         self.state.start = (int(epoch), int(step))
         self._resume_totals = totals if step > 0 else None
         self._callback_states = callback_states
+        self._array_states = array_states
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict:
@@ -249,7 +254,9 @@ class FitLoop:
         callbacks.call("on_train_begin", None)
         for callback, saved in (self._callback_states or {}).items():
             callback.set_state(saved)
-        self._callback_states = None
+        for callback, arrays in (self._array_states or {}).items():
+            callback.set_array_state(arrays)
+        self._callback_states = self._array_states = None
         logs: dict = {}
         start_epoch, start_step = state.epoch, state.step
         for epoch in range(start_epoch, self.epochs):
