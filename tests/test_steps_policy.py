@@ -110,3 +110,33 @@ def test_throughput_is_in_the_history_the_progress_line_and_tokens_for_sequences
     t = model.fit(X[:512], Y[:512], batch_size=8, epochs=1, verbose=0).throughput[0]
     flops = model.fit_memory.flops_per_step(model, model.fit_loop.source)
     assert flops > 0 and t["mfu"] == pytest.approx(flops * t["steps_per_second"] / 1e12, rel=1e-9)
+
+
+def _batches(n_examples, batch_size):
+    """A generator of host batches (a streaming source: nothing is device-resident)."""
+    def gen():
+        for start in range(0, n_examples, batch_size):
+            yield X[start:start + batch_size], Y[start:start + batch_size]
+    return gen
+
+
+def test_auto_measures_on_streamed_batches_and_computes_what_single_steps_compute():
+    auto, single = mlp(), mlp(1)
+    a = auto.fit(_batches(4096, 8)(), epochs=1, verbose=0, steps_per_epoch=512)
+    choice = auto.fit_loop.steps_choice
+    assert choice.reason == "measured" and sorted(choice.steps_per_second) == [1, 4, 16, 64]
+    assert choice.steps_per_execution == max(choice.steps_per_second, key=choice.steps_per_second.get)
+    b = single.fit(_batches(4096, 8)(), epochs=1, verbose=0, steps_per_epoch=512)
+    np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-6)
+    for wa, wb in zip(auto.get_weights(), single.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_on_a_stream_shorter_than_its_plan_keeps_what_it_measured():
+    model = mlp()
+    history = model.fit(_batches(8 * 40, 8)(), epochs=1, verbose=0)  # 40 steps, unknown length: the plan is cut short
+    choice = model.fit_loop.steps_choice
+    assert choice.reason in ("measured", "short epoch")
+    if choice.reason == "measured":
+        assert len(choice.steps_per_second) >= 2
+    assert len(history.history["loss"]) == 1

@@ -9,6 +9,7 @@ distribution's `place_batches` for data-parallel sharding).
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +22,7 @@ def batch_size_of(batch: tuple) -> int:
     return int(jax.tree.leaves(batch[0])[0].shape[0])
 
 
-def group_executions(batches: Iterable[tuple], steps_per_execution: int, max_steps: int | None = None) -> Iterator[list[tuple]]:
+def group_executions(batches: Iterable[tuple], steps_per_execution, max_steps: int | None = None) -> Iterator[list[tuple]]:
     """Groups consecutive batches into lists of at most `steps_per_execution` of one batch size.
 
     A batch of a different size (the short last batch) starts a group of its
@@ -29,18 +30,24 @@ def group_executions(batches: Iterable[tuple], steps_per_execution: int, max_ste
 
     Args:
       batches: an iterable of `(x, y, sample_weight)` batches.
-      steps_per_execution: the largest group.
+      steps_per_execution: the largest group: an int, or an iterator of ints giving each group's
+        size in turn (the auto policy's measurement plan).
       max_steps: take at most this many batches (None: all). No batch beyond it
         is pulled from `batches` (a one-pass generator keeps the rest).
 
     Yields:
       Lists of batches.
     """
-    if steps_per_execution < 1:
-        raise ValueError(f"`steps_per_execution` must be a positive int; got {steps_per_execution!r}")
+    if isinstance(steps_per_execution, int):
+        if steps_per_execution < 1:
+            raise ValueError(f"`steps_per_execution` must be a positive int; got {steps_per_execution!r}")
+        sizes = itertools.repeat(steps_per_execution)
+    else:
+        sizes = iter(steps_per_execution)
     iterator = iter(batches)
     group: list = []
     taken = 0
+    target = next(sizes)
     while max_steps is None or taken < max_steps:
         try:
             batch = next(iterator)
@@ -48,12 +55,12 @@ def group_executions(batches: Iterable[tuple], steps_per_execution: int, max_ste
             break
         if group and batch_size_of(batch) != batch_size_of(group[0]):
             yield group
-            group = []
+            group, target = [], next(sizes)
         group.append(batch)
         taken += 1
-        if len(group) == steps_per_execution:
+        if len(group) >= target:
             yield group
-            group = []
+            group, target = [], next(sizes)
     if group:
         yield group
 

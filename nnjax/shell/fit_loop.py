@@ -47,6 +47,10 @@ def _tree_bytes(tree) -> int:
 
 
 def _layout_key(source) -> tuple:
+    if not hasattr(source, "arrays"):  # a streaming source: the layout of its first batch
+        leaves = [leaf for part in source.peek() if part is not None for leaf in jax.tree.leaves(part)]
+        size = np.shape(leaves[0])[0] if leaves else 0
+        return ("stream", size, tuple((np.shape(a)[1:], np.asarray(a).dtype.str) for a in leaves))
     leaves = [leaf for part in source.arrays if part is not None for leaf in jax.tree.leaves(part)]
     return (source.batch_size, tuple((np.shape(a)[1:], np.asarray(a[:0]).dtype.str) for a in leaves))  # not N: per-step costs
 
@@ -319,7 +323,9 @@ class FitLoop:
             # Groups of up to k equal-size batches (a short last batch alone), stacked and placed on a
             # background thread two executions ahead (double buffering) while the current one trains.
             remaining = None if steps_total is None else steps_total - start_step
-            groups = group_executions(self._checked(source.batches(epoch, start_step), epoch, start_step), k, remaining)
+            tuner = self._streaming_tuner(remaining)
+            sizes = k if tuner is None else self._streaming_sizes(tuner)
+            groups = group_executions(self._checked(source.batches(epoch, start_step), epoch, start_step), sizes, remaining)
 
             def put(group):
                 return len(group), sum(batch_size_of(b) for b in group), execution.place_batches(group)
@@ -327,22 +333,49 @@ class FitLoop:
             with prefetch_to_device(groups, put=put, size=2) as placed_groups:
                 for n, examples, placed in placed_groups:
                     self.callbacks.call("on_train_batch_begin", step, None)
+                    timed = tuner is not None and tuner.choice is None and n == tuner.next_size()
+                    if timed:
+                        tuner.before(state.totals)
                     flat, totals = execution.train(model._stored_state(), state.totals, placed)
+                    if timed:
+                        tuner.after(totals)
+                        if tuner.choice is not None:
+                            self._stream_k = self._chosen(tuner.choice)
+                    elif tuner is not None and tuner.choice is None:  # the data broke the plan (a short batch)
+                        self._stream_k = self._chosen(tuner.finish())
                     state.examples += examples
                     step = self._after_execution(flat, totals, step, n)
                     if model.stop_training:
                         break
+            if tuner is not None and tuner.choice is None:  # the epoch ended before the plan did
+                self._stream_k = self._chosen(tuner.finish())
         if step == start_step and start_step == 0:
             raise ValueError("fit: the dataset yielded no batches: expected at least one batch per epoch; received 0")
         return model._totals_result(state.totals)
 
     # ------------------------------------------------------------------ steps per execution and throughput
+    def _streaming_tuner(self, remaining: int | None) -> AutoSteps | None:
+        """The measurement plan of the first streamed epoch under "auto" (None once chosen or when fixed)."""
+        if self.steps_choice.reason != "measuring" or self._tuner is not None:
+            return None
+        self._tuner = AutoSteps(remaining if remaining is not None else 10**6)
+        self._stream_k = 1
+        if self._tuner.choice is not None:  # too few steps to compare two sizes
+            self._chosen(self._tuner.choice)
+            return None
+        return self._tuner
+
+    def _streaming_sizes(self, tuner: AutoSteps):
+        """Group sizes for a streamed epoch: the plan's, then the chosen size (single steps until it is known:
+        the groups are formed two executions ahead, on the prefetch thread)."""
+        yield from [size for size, _ in tuner.plan]
+        while True:
+            yield self._stream_k
+
     def _choose_steps(self, resident: bool) -> None:
         k, model = self.model.steps_per_execution, self.model
         if k != "auto":
             self.steps_choice = StepsChoice(int(k), reason="fixed")
-        elif not resident:
-            self.steps_choice = StepsChoice(1, reason="streaming")
         elif forces_single_steps(self.callbacks):
             self.steps_choice = StepsChoice(1, reason="per-batch callbacks")
         elif model.fit_memory.steps(self.source) is not None:

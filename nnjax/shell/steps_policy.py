@@ -4,7 +4,7 @@ One step per execution pays Python and dispatch costs between steps; a scanned
 execution of k steps pays them once, but XLA may compile the step inside a loop
 into slower code (XLA:CPU runs convolutions inside a while loop 3-5x slower). So
 the answer depends on the model and the device, and fit measures it: during the
-first epoch on device-resident data it runs executions of each candidate size
+first epoch (on device-resident data, or on streamed batches stacked per execution) it runs executions of each candidate size
 (the first of each size, which compiles, untimed), times enough of them to cover
 `min_steps` steps, and keeps the size with the highest steps/s for the rest of
 the fit. Every step is a real training step in order: only how they are grouped
@@ -48,7 +48,7 @@ class StepsChoice:
       steps_per_execution: the size kept for the rest of the fit.
       steps_per_second: measured rate of each candidate size (empty when nothing was measured).
       reason: "measured", "remembered" (an earlier fit measured this layout), "per-batch callbacks",
-        "streaming", "short epoch" (too few steps to compare two sizes) or "fixed".
+        "short epoch" (too few steps to compare two sizes) or "fixed".
     """
 
     steps_per_execution: int
@@ -108,6 +108,16 @@ class AutoSteps:
         if not self.plan:
             best = max(self.rates, key=self.rates.get) if self.rates else 1
             self.choice = StepsChoice(best, dict(self.rates), "measured")
+
+    def finish(self) -> StepsChoice:
+        """Ends the plan early (the data ran out or broke it): the fastest size measured, if two were."""
+        self.plan = []
+        if len(self.rates) >= 2:
+            best = max(self.rates, key=self.rates.get)
+            self.choice = StepsChoice(best, dict(self.rates), "measured")
+        else:
+            self.choice = StepsChoice(1, dict(self.rates), "short epoch")
+        return self.choice
 
 
 __all__ = ["CANDIDATES", "AutoSteps", "StepsChoice", "forces_single_steps"]
