@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nnjax.layers.base import Layer, unique_name
+from nnjax.layers.base import Layer, _trackable, unique_name
 from nnjax.layers.calling import INFERENCE_KEY_SEED, call_module, call_signature, rng_arguments
 
 
@@ -22,7 +22,7 @@ class SequentialModule(Layer):
 
     def __init__(self, layers: Sequence[nnx.Module] = (), *, name: str | None = None, input_shape=None):
         super().__init__(name=name or unique_name("sequential"), input_shape=input_shape)
-        layers = list(layers)
+        layers = [_trackable(layer) for layer in layers]  # an nj.Sequential/nj.Model inside: its module (Keras nests them)
         for index, layer in enumerate(layers):
             if not isinstance(layer, nnx.Module):
                 raise TypeError(
@@ -44,6 +44,7 @@ class SequentialModule(Layer):
     def add(self, layer: nnx.Module) -> None:
         if self.built:
             raise ValueError(f'Sequential "{self.name}": cannot add a layer to a built model')
+        layer = _trackable(layer)
         if not isinstance(layer, nnx.Module):
             raise TypeError(f'Sequential "{self.name}": expected an nnjax layer or a Flax NNX module; got {layer!r}')
         self.layers.append(layer)
