@@ -31,3 +31,21 @@ def test_nested_sequential_trains_and_shares_its_weights_like_keras():
     np.testing.assert_allclose(loss, kloss, rtol=1e-5)
     # The inner model sees the trained weights (shared, as Keras's nested model).
     np.testing.assert_allclose(block.predict(x, verbose=0), np.asarray(kblock(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_layer_output_builds_a_feature_extractor_as_keras():
+    inputs = nj.Input((6,))
+    hidden = L.Dense(4, activation="relu", name="hidden")
+    model = nj.Model(inputs, L.Dense(2, name="head")(hidden(inputs)))
+    assert hidden.output.shape == (None, 4) and hidden.input is inputs
+    extractor = nj.Model(model.inputs, model.get_layer("hidden").output)
+    x = np.random.default_rng(1).normal(size=(3, 6)).astype(np.float32)
+    expected = np.maximum(x @ np.asarray(hidden.kernel[...]) + np.asarray(hidden.bias[...]), 0)
+    np.testing.assert_allclose(extractor.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    never_called = L.Dense(3)
+    try:
+        never_called.output
+    except AttributeError as err:
+        assert "has never been called on symbolic inputs" in str(err)
+    else:
+        raise AssertionError("expected an AttributeError")

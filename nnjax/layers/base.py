@@ -215,6 +215,9 @@ def _compiled_call(graphdef, static_kwargs: tuple, frame_training):
 _symbolic_hook = None
 # Set by nnjax.layers.masking to `call_with_masks(layer, call, args, kwargs)`: Keras's mask propagation.
 _mask_hook = None
+# The symbolic inputs and outputs of each recorded call of a layer (written by nnjax.layers.functional):
+# Keras's `layer.input` / `layer.output`.
+_recorded_calls: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _route_symbolic(call):
@@ -857,6 +860,25 @@ class Layer(nnx.Module):
         return out
 
     # -- introspection -----------------------------------------------------------------
+    def _recorded(self, what: str):
+        calls = _recorded_calls.get(self, [])
+        if not calls:
+            raise AttributeError(
+                f'Layer "{self.name}" has never been called on symbolic inputs (`nj.Input`) and thus has no defined {what}'
+            )
+        inputs, outputs = calls[0]
+        return inputs if what == "input" else outputs
+
+    @property
+    def output(self):
+        """Keras's `layer.output`: the symbolic output of the layer's first call in a functional graph."""
+        return self._recorded("output")
+
+    @property
+    def input(self):
+        """Keras's `layer.input`: the symbolic input of the layer's first call in a functional graph."""
+        return self._recorded("input")
+
     def _attribute_values(self):
         return [v for k, v in vars(self).items() if not k.startswith("_pytree__")]
 

@@ -494,6 +494,9 @@ def record_call(module: nnx.Module, call: Callable, args, kwargs):
         count = 0
     node.call_index = count
     outputs = _symbolic_outputs(results, node, name)
+    if isinstance(module, Layer):
+        first_input = args[0] if len(args) == 1 else list(args)
+        base_lib._recorded_calls.setdefault(module, []).append((first_input, outputs))
     if isinstance(module, Layer) and module.built_output_shape is None and len(node.outputs) == 1:
         module.built_output_shape = node.outputs[0].shape
     return outputs
@@ -710,6 +713,8 @@ class Functional(Layer):
                     f'Model "{self.name}" expects {len(names)} inputs ({", ".join(map(str, names))}); received {len(inputs)}'
                 )
             flat = list(inputs)
+        elif len(names) == 1:  # one input declared as a list (`nj.Model([inputs], ...)`): Keras accepts the array itself
+            flat = [inputs]
         else:
             raise ValueError(
                 f'Model "{self.name}" expects {len(names)} inputs ({", ".join(map(str, names))}) as a list or a dict keyed '
