@@ -271,7 +271,7 @@ CASES = [
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
-def _keras_path(klayer, variable) -> str:
+def _keras_path(variable) -> str:
     """A Keras weight's path below its layer: "kernel", "lstm_cell/kernel", "query/bias"."""
     return variable.path.split("/", 1)[1]
 
@@ -306,7 +306,7 @@ def _build(case: Case):
     rng = np.random.default_rng(zlib.crc32(case.id.encode()))
     names = {}
     for variable in klayer.weights:
-        path = _keras_path(klayer, variable)
+        path = _keras_path(variable)
         if path.endswith("seed_generator_state"):  # Keras's RNG counter: nnjax takes keys per call
             continue
         value = rng.normal(size=variable.shape) * 0.5
@@ -336,8 +336,8 @@ def _objective(out, seed: int):
 
 def _compare(case: Case):
     klayer, layer, names = _build(case)
-    trainable_paths = [_keras_path(klayer, v) for v in klayer.trainable_variables]
-    frozen_paths = [_keras_path(klayer, v) for v in klayer.non_trainable_variables]  # compared where nnjax has them
+    trainable_paths = [_keras_path(v) for v in klayer.trainable_variables]
+    frozen_paths = [_keras_path(v) for v in klayer.non_trainable_variables]  # compared where nnjax has them
     trainable = [v.value for v in klayer.trainable_variables]
     frozen = [v.value for v in klayer.non_trainable_variables]
     graphdef, params, rest = nnx.split(layer, nnx.Param, ...)
