@@ -6,9 +6,9 @@ the gradients of `sum(output * cotangent)` with respect to the floating inputs a
 weight, and (for training-mode calls) the updated non-trainable weights (BatchNormalization's moving
 statistics). float32 throughout; tolerances 1e-5 unless a case says otherwise and why.
 
-Keras's layers are built with "zeros" initialisers and then given random weights here: Keras's own
-random initialisers run eagerly, one compilation per shape, and would cost seconds per case (their
-values are checked in test_keras_parity_initializers.py).
+Both layers are built with "zeros" initialisers and Keras's are then given random weights here:
+random initialisers (orthogonal above all) compile once per shape and would cost seconds per case
+(their values are checked in test_keras_parity_initializers.py).
 
 A registry check closes the file: every layer name that both Keras and `nj.layers` export has a case
 here or in test_keras_parity_layers.py, or an entry in `NOT_COMPARED` that says why.
@@ -38,11 +38,19 @@ def f32(*shape, scale=1.0):
     return (R.normal(size=shape) * scale).astype(np.float32)
 
 
+RECURRENT_INITIALIZERS = ("kernel_initializer", "recurrent_initializer", "bias_initializer")
+
+
 def zero_init(cls, *args, **kwargs):
-    """`cls(*args, **kwargs)` with every `*_initializer` argument not given set to "zeros" (a fast build)."""
-    for name in inspect.signature(cls.__init__).parameters:
-        if name.endswith("_initializer"):
-            kwargs.setdefault(name, "zeros")
+    """`cls(*args, **kwargs)` with every `*_initializer` argument not given set to "zeros" (a fast build).
+
+    For a Keras or an nnjax layer; nnjax's SimpleRNN/LSTM/GRU take their cell's initialisers as `**kwargs`.
+    """
+    names = [name for name in inspect.signature(cls.__init__).parameters if name.endswith("_initializer")]
+    if isinstance(cls, type) and issubclass(cls, L.RNN) and not names:
+        names = RECURRENT_INITIALIZERS
+    for name in names:
+        kwargs.setdefault(name, "zeros")
     return cls(*args, **kwargs)
 
 
@@ -92,26 +100,27 @@ SELF = f32(2, 5, 4)
 
 
 def conv(name, keras_cls, nnjax_cls, x, *args, atol=1e-5, **kwargs):
-    return Case(name, lambda: zero_init(keras_cls, *args, **kwargs), lambda: nnjax_cls(*args, **kwargs), (x,), atol=atol)
+    return Case(name, lambda: zero_init(keras_cls, *args, **kwargs), lambda: zero_init(nnjax_cls, *args, **kwargs), (x,), atol=atol)
 
 
 def same(name, keras_cls, nnjax_cls, args, *ctor_args, call_kwargs=None, shape=True, **kwargs):
     """A case whose two layers take the same constructor arguments."""
-    return Case(name, lambda: zero_init(keras_cls, *ctor_args, **kwargs), lambda: nnjax_cls(*ctor_args, **kwargs), args,
+    return Case(name, lambda: zero_init(keras_cls, *ctor_args, **kwargs), lambda: zero_init(nnjax_cls, *ctor_args, **kwargs), args,
                 kwargs=call_kwargs or {}, shape=shape)
 
 
 def rnn(name, keras_cls, nnjax_cls, *args, x=RNN_SEQ, **kwargs):
-    return Case(name, lambda: zero_init(keras_cls, *args, **kwargs), lambda: nnjax_cls(*args, **kwargs), (x,), weights=cell_weights)
+    return Case(name, lambda: zero_init(keras_cls, *args, **kwargs), lambda: zero_init(nnjax_cls, *args, **kwargs), (x,),
+                weights=cell_weights)
 
 
 def bidirectional(name, merge_mode, keras_cls, nnjax_cls, **kwargs):
     return Case(name, lambda: KL.Bidirectional(zero_init(keras_cls, 3, **kwargs), merge_mode=merge_mode),
-                lambda: L.Bidirectional(nnjax_cls(3, **kwargs), merge_mode=merge_mode), (RNN_SEQ,), weights=bidirectional_weights)
+                lambda: L.Bidirectional(zero_init(nnjax_cls, 3, **kwargs), merge_mode=merge_mode), (RNN_SEQ,), weights=bidirectional_weights)
 
 
 def attention(name, args, *, call_kwargs=None, shape=True, **kwargs):
-    return Case(name, lambda: zero_init(KL.MultiHeadAttention, **kwargs), lambda: L.MultiHeadAttention(**kwargs), args,
+    return Case(name, lambda: zero_init(KL.MultiHeadAttention, **kwargs), lambda: zero_init(L.MultiHeadAttention, **kwargs), args,
                 kwargs=call_kwargs or {}, weights=attention_weights, shape=shape)
 
 
@@ -215,19 +224,19 @@ CASES = [
     rnn("gru_reset_before", KL.GRU, L.GRU, 3, reset_after=False, return_sequences=True),
     rnn("gru_reset_after_state_backwards", KL.GRU, L.GRU, 3, return_state=True, go_backwards=True, return_sequences=True),
     rnn("gru_reset_before_state_backwards", KL.GRU, L.GRU, 2, reset_after=False, return_state=True, go_backwards=True),
-    Case("rnn_lstm_cell", lambda: KL.RNN(zero_init(KL.LSTMCell, 3), return_sequences=True), lambda: L.RNN(L.LSTMCell(3), return_sequences=True),
+    Case("rnn_lstm_cell", lambda: KL.RNN(zero_init(KL.LSTMCell, 3), return_sequences=True), lambda: L.RNN(zero_init(L.LSTMCell, 3), return_sequences=True),
          (RNN_SEQ,), weights=cell_weights),
-    Case("rnn_gru_cell_state", lambda: KL.RNN(zero_init(KL.GRUCell, 3), return_state=True), lambda: L.RNN(L.GRUCell(3), return_state=True),
+    Case("rnn_gru_cell_state", lambda: KL.RNN(zero_init(KL.GRUCell, 3), return_state=True), lambda: L.RNN(zero_init(L.GRUCell, 3), return_state=True),
          (RNN_SEQ,), weights=cell_weights),
     Case("rnn_simple_rnn_cell_backwards", lambda: KL.RNN(zero_init(KL.SimpleRNNCell, 3), go_backwards=True),
-         lambda: L.RNN(L.SimpleRNNCell(3), go_backwards=True), (RNN_SEQ,), weights=cell_weights),
+         lambda: L.RNN(zero_init(L.SimpleRNNCell, 3), go_backwards=True), (RNN_SEQ,), weights=cell_weights),
     # one step of a cell: `cell(x_t, states) -> (output, new_states)`
     same("simple_rnn_cell_step", KL.SimpleRNNCell, L.SimpleRNNCell, (f32(2, 3), [f32(2, 4)]), 4, shape=False),
     same("lstm_cell_step", KL.LSTMCell, L.LSTMCell, (f32(2, 3), [f32(2, 4), f32(2, 4)]), 4, shape=False),
     same("gru_cell_step", KL.GRUCell, L.GRUCell, (f32(2, 3), [f32(2, 4)]), 4, shape=False),
     same("gru_cell_step_reset_before", KL.GRUCell, L.GRUCell, (f32(2, 3), [f32(2, 4)]), 4, reset_after=False, shape=False),
     Case("conv_lstm3d", lambda: zero_init(KL.ConvLSTM3D, 2, 2, padding="same", return_sequences=True),
-         lambda: L.ConvLSTM3D(2, 2, padding="same", return_sequences=True), (f32(2, 2, 3, 3, 3, 2),)),
+         lambda: zero_init(L.ConvLSTM3D, 2, 2, padding="same", return_sequences=True), (f32(2, 2, 3, 3, 3, 2),)),
     bidirectional("bidirectional_concat", "concat", KL.LSTM, L.LSTM),
     bidirectional("bidirectional_sum_sequences", "sum", KL.GRU, L.GRU, return_sequences=True),
     bidirectional("bidirectional_mul_sequences", "mul", KL.SimpleRNN, L.SimpleRNN, return_sequences=True),
@@ -395,7 +404,7 @@ def test_matches_keras(case):
                                        "(Keras: the forward and backward shapes); nnjax/layers/recurrent.py")
 def test_bidirectional_without_merge_gives_two_output_shapes():
     klayer = KL.Bidirectional(zero_init(KL.GRU, 3, return_sequences=True), merge_mode=None)
-    layer = L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode=None)
+    layer = L.Bidirectional(zero_init(L.GRU, 3, return_sequences=True), merge_mode=None)
     layer.ensure_built(RNN_SEQ.shape)
     expected = [tuple(s) for s in klayer.compute_output_shape((None, 5, 3))]
     assert _leaf_shapes(layer.compute_output_shape((None, 5, 3))) == expected
@@ -430,7 +439,7 @@ def test_input_and_input_layer_declare_what_keras_declares():
     np.testing.assert_array_equal(np.asarray(L.InputLayer((6, 3))(SEQ)), SEQ)
     # At the head of a Sequential model, it builds the model as in Keras.
     kmodel = keras.Sequential([KL.InputLayer(shape=(6, 3)), zero_init(KL.Dense, 2)])
-    model = nj.Sequential([L.InputLayer((6, 3)), L.Dense(2)])
+    model = nj.Sequential([L.InputLayer((6, 3)), zero_init(L.Dense, 2)])
     assert model.built and tuple(model.output_shape) == tuple(kmodel.output_shape)
 
 
