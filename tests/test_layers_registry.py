@@ -76,6 +76,7 @@ CASES = [
     Case("conv2d_transpose_same", lambda: L.Conv2DTranspose(4, 3, strides=2, padding="same"), (f32(2, 5, 5, 3),), (2, 10, 10, 4)),
     Case("conv2d_transpose_valid", lambda: L.Conv2DTranspose(4, 3, strides=2), (f32(2, 5, 5, 3),), (2, 11, 11, 4)),
     Case("conv1d_transpose", lambda: L.Conv1DTranspose(2, 3, strides=2), (f32(2, 5, 3),), (2, 11, 2)),
+    Case("conv3d_transpose", lambda: L.Conv3DTranspose(2, 2, strides=2, padding="same"), (VOL,), (2, 8, 8, 8, 2)),
     Case("max_pooling1d", lambda: L.MaxPooling1D(), (LONG,), (2, 5, 3)),
     Case("average_pooling1d_same", lambda: L.AveragePooling1D(3, 2, padding="same"), (LONG,), (2, 5, 3)),
     Case("max_pooling2d", lambda: L.MaxPooling2D(), (IMG,), (2, 4, 4, 3)),

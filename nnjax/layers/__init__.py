@@ -19,7 +19,7 @@ from nnjax.layers.augmentation import (
     RandomZoom,
 )
 from nnjax.layers.base import Layer
-from nnjax.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D
+from nnjax.layers.conv import Conv1D, Conv1DTranspose, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose
 from nnjax.layers.conv_extra import DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D
 from nnjax.layers.conv_recurrent import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from nnjax.layers.core import Activation, Dense, Dropout, Flatten, InputLayer, Reshape
@@ -111,6 +111,7 @@ __all__ = [
     "Conv2D",
     "Conv2DTranspose",
     "Conv3D",
+    "Conv3DTranspose",
     "ConvLSTM1D",
     "ConvLSTM2D",
     "ConvLSTM3D",

@@ -30,6 +30,9 @@ class MultiHeadAttention(Layer):
     Without attention dropout in training and without `return_attention_scores`, the heads go
     through `jax.nn.dot_product_attention`: `implementation="cudnn"` selects cuDNN's fused (flash)
     kernel on NVIDIA GPUs (bfloat16/float16 inputs); None lets JAX choose (XLA in JAX 0.10).
+    A query whose `attention_mask` row allows no key gets what Keras 3 gives it: zero attention
+    weights (and zero heads) when the scores are returned or `dropout > 0`, the mean of the values
+    otherwise (Keras's fused path).
 
     Args:
       num_heads: number of heads.
@@ -230,7 +233,12 @@ class MultiHeadAttention(Layer):
             logits = jnp.einsum("btnh,bsnh->bnts", q, k).astype(jnp.float32) / math.sqrt(self.key_dim)
             if mask is not None:
                 logits = jnp.where(mask[:, None], logits, jnp.finfo(jnp.float32).min * 0.7)
-            scores = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
+            scores = jax.nn.softmax(logits, axis=-1)
+            if mask is not None:
+                # Keras's softmax zeroes the masked positions: a query that may attend to no key gets zero weights
+                # (a plain softmax would spread them evenly).
+                scores = jnp.where(mask[:, None], scores, 0.0)
+            scores = scores.astype(q.dtype)
             probs = scores
             if dropout:
                 keep = jax.random.bernoulli(rng, 1.0 - self.dropout, probs.shape)
@@ -241,6 +249,10 @@ class MultiHeadAttention(Layer):
                 q, k, v, mask=None if mask is None else mask[:, None], is_causal=only_causal,
                 implementation=self.implementation,
             )
+            if mask is not None and self.dropout > 0.0:
+                # With dropout > 0 Keras takes its masked-softmax path even in inference, so a query that may
+                # attend to no key gets zero heads there; its fused path (dropout 0) averages the values.
+                heads = jnp.where(jnp.any(mask, axis=-1)[:, :, None, None], heads, jnp.zeros_like(heads))
         out = jnp.einsum("btnh,nho->bto", heads, cast_like(self.output_kernel[...], heads))
         if self.use_bias:
             out = out + cast_like(self.output_bias[...], out)

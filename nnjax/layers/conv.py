@@ -1,4 +1,4 @@
-"""Convolutions: Conv1D/2D/3D and Conv1DTranspose/Conv2DTranspose, with Keras's arguments and weight layout.
+"""Convolutions: Conv1D/2D/3D and Conv1DTranspose/2D/3D, with Keras's arguments and weight layout.
 
 Kernels are stored as Keras stores them: `kernel_size + (in_channels // groups, filters)` for
 convolutions and `kernel_size + (filters, in_channels)` for transposed convolutions, so weights
@@ -303,4 +303,13 @@ class Conv2DTranspose(_ConvTranspose):
     rank = 2
 
 
-__all__ = ["Conv1D", "Conv1DTranspose", "Conv2D", "Conv2DTranspose", "Conv3D"]
+class Conv3DTranspose(_ConvTranspose):
+    """Transposed 3-D convolution: upsamples volumes `(batch, d, h, w, channels)`; arguments as `Conv2DTranspose`.
+
+    Kernel shape `(kd, kh, kw, filters, channels)`.
+    """
+
+    rank = 3
+
+
+__all__ = ["Conv1D", "Conv1DTranspose", "Conv2D", "Conv2DTranspose", "Conv3D", "Conv3DTranspose"]

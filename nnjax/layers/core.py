@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from nnjax import activations, initializers
 from nnjax.layers.base import Layer, shape_str
+from nnjax.layers.utils import check_data_format
 
 
 def _same_float(w, x):
@@ -69,16 +70,31 @@ class Dense(Layer):
 
 
 class Flatten(Layer):
-    """Flattens every axis but the batch axis: `(batch, d1, d2, ...) -> (batch, d1*d2*...)`."""
+    """Flattens every axis but the batch axis: `(batch, d1, d2, ...) -> (batch, d1*d2*...)`.
+
+    Args:
+      data_format: "channels_last" (default) or "channels_first". With "channels_first" the channel
+        axis 1 is moved last before flattening (Keras's rule), so the flattened order is that of the
+        channels_last layout and a following `Dense` sees the same features either way.
+    """
 
     _jit_eager_calls = True
 
+    def __init__(self, data_format: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = check_data_format(data_format, f'Flatten "{self.name}"')
+
     def call(self, x, *, training=False, key=None):
+        if self.data_format == "channels_first" and x.ndim > 2:
+            x = jnp.moveaxis(x, 1, -1)
         return jnp.reshape(x, (x.shape[0], -1))
 
     def compute_output_shape(self, input_shape):
         rest = input_shape[1:]
         return (input_shape[0], None if any(d is None for d in rest) else math.prod(rest))
+
+    def get_config(self):
+        return super().get_config() | {"data_format": self.data_format}
 
 
 class Reshape(Layer):
