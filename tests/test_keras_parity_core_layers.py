@@ -241,8 +241,7 @@ CASES = [
     bidirectional("bidirectional_sum_sequences", "sum", KL.GRU, L.GRU, return_sequences=True),
     bidirectional("bidirectional_mul_sequences", "mul", KL.SimpleRNN, L.SimpleRNN, return_sequences=True),
     bidirectional("bidirectional_ave", "ave", KL.LSTM, L.LSTM),
-    # (nnjax's compute_output_shape for merge_mode=None: test_bidirectional_without_merge_gives_two_output_shapes)
-    dataclasses.replace(bidirectional("bidirectional_none_sequences", None, KL.GRU, L.GRU, return_sequences=True), shape=False),
+    bidirectional("bidirectional_none_sequences", None, KL.GRU, L.GRU, return_sequences=True),
     bidirectional("bidirectional_concat_state", "concat", KL.LSTM, L.LSTM, return_state=True),
     # attention
     attention("mha_self", (Q, Q), num_heads=2, key_dim=3),  # Keras's call needs `value` (nnjax's defaults it to `query`)
@@ -400,8 +399,6 @@ def test_matches_keras(case):
     _compare(case)
 
 
-@pytest.mark.xfail(strict=True, reason="Bidirectional.compute_output_shape returns one shape for merge_mode=None "
-                                       "(Keras: the forward and backward shapes); nnjax/layers/recurrent.py")
 def test_bidirectional_without_merge_gives_two_output_shapes():
     klayer = KL.Bidirectional(zero_init(KL.GRU, 3, return_sequences=True), merge_mode=None)
     layer = L.Bidirectional(zero_init(L.GRU, 3, return_sequences=True), merge_mode=None)

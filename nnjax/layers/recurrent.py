@@ -586,10 +586,11 @@ class Bidirectional(Layer):
         output = forward[0] if self.return_state else forward
         if self.merge_mode == "concat":
             output = tuple(output[:-1]) + (output[-1] + self.backward_layer.units,)
+        outputs = [output, tuple(output[:-1]) + (self.backward_layer.units,)] if self.merge_mode is None else [output]
         if self.return_state:
             states = list(forward[1:]) + [(input_shape[0], s) for s in self.backward_layer.cell.state_size]
-            return [output] + states
-        return output
+            return outputs + states
+        return outputs if self.merge_mode is None else output
 
     def get_config(self) -> dict:
         return {"name": self.name, "merge_mode": self.merge_mode, "layer": self.forward_layer.get_config()}
