@@ -174,3 +174,13 @@ def test_utils_match_keras():
     seqs = [[1, 2, 3], [4], [5, 6, 7, 8, 9]]
     for kwargs in ({}, {"maxlen": 4, "padding": "post"}, {"maxlen": 2, "truncating": "post", "value": -1}):
         np.testing.assert_array_equal(nj.utils.pad_sequences(seqs, **kwargs), keras.utils.pad_sequences(seqs, **kwargs))
+
+
+def test_layers_show_their_constructor_arguments_in_help():
+    import inspect
+
+    hidden = [name for name in nj.layers.__all__ if isinstance(getattr(nj.layers, name), type)
+              and issubclass(getattr(nj.layers, name), nj.layers.Layer)
+              and "*args" in str(inspect.signature(getattr(nj.layers, name)))]
+    assert hidden == [], f"layers whose help() shows (*args, **kwargs): {hidden}"
+    assert list(inspect.signature(nj.layers.Dense).parameters)[:3] == ["units", "activation", "use_bias"]

@@ -455,6 +455,17 @@ def _record_loss(layer, value) -> None:
         collector.losses.append(value)
 
 
+def _show_init_signature(cls) -> None:
+    """`help(cls)` and Jupyter show the constructor's arguments (Flax's metaclass `__call__` would hide them
+    behind `(*args, **kwargs)`)."""
+    try:
+        signature = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):  # pragma: no cover
+        return
+    params = list(signature.parameters.values())[1:]  # without self
+    cls.__signature__ = signature.replace(parameters=params, return_annotation=inspect.Signature.empty)
+
+
 class Layer(nnx.Module):
     """Base class of nnjax layers: Keras's build/call split on a Flax NNX module.
 
@@ -502,6 +513,7 @@ class Layer(nnx.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        _show_init_signature(cls)
         owner = next(c for c in cls.__mro__ if "_checked_axes" in c.__dict__)
         if owner is Layer and not cls.__module__.startswith("nnjax."):
             cls._checked_axes = ()  # a user's layer has no input spec, as in Keras: any input shape is accepted
@@ -976,6 +988,9 @@ class Layer(nnx.Module):
     def from_config(cls, config: dict):
         """`cls(**config)`, as Keras's default `from_config`."""
         return cls(**config)
+
+
+_show_init_signature(Layer)
 
 
 def _param_dtype(dtype, where: str):
