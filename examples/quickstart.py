@@ -42,6 +42,16 @@ def load_digits_dataset():
     return (x_train, y_train), (x_test, y_test)
 
 
+def _short_reason(err: Exception) -> str:
+    from nnjax.data.tfds_source import DatasetUnavailableError
+
+    if isinstance(err, DatasetUnavailableError):
+        return "not in the TFDS folder, and no network to download it"
+    if isinstance(err, ImportError):
+        return f"{err.name or 'tensorflow-datasets'} is not installed"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
 def load(dataset: str):
     if dataset in ("auto", "fashion_mnist"):
         try:
@@ -49,8 +59,8 @@ def load(dataset: str):
         except Exception as err:  # noqa: BLE001 - any failure to get the data means: use the fallback
             if dataset == "fashion_mnist":
                 raise
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            print(f"Fashion-MNIST is not available through TFDS ({reason}); training on scikit-learn's digits instead.")
+            print(f"Fashion-MNIST is not available here ({_short_reason(err)}); training on scikit-learn's digits "
+                  "instead (`--dataset fashion_mnist` says how to get it).")
     return "digits", load_digits_dataset()
 
 

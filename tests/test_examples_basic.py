@@ -41,6 +41,8 @@ def test_quickstart_auto_falls_back_in_one_clear_line(tmp_path):
     if not lines:
         pytest.fail(f"expected the fallback line; stdout was:\n{result.stdout[-2000:]}")
     assert len(lines) == 1 and "training on scikit-learn's digits instead" in lines[0]
+    assert "--dataset fashion_mnist` says how to get it" in lines[0] and len(lines[0]) < 200
+    assert "Variant folder" not in result.stderr  # no TFDS warning about a folder that does not exist
     assert "Test accuracy on digits" in result.stdout
 
 

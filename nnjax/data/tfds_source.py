@@ -9,6 +9,8 @@ own retries for minutes when offline.)
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -49,6 +51,18 @@ def network_available(address: tuple[str, int] = NETWORK_PROBE, timeout: float =
         return False
 
 
+@contextlib.contextmanager
+def _quiet_absl():
+    """absl's warnings off for the duration (nnjax reports a missing dataset itself, in one error)."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _how_to_place(name: str, root: str) -> str:
     return (
         f"To place the files by hand: on a machine with network run\n"
@@ -79,14 +93,18 @@ def open_split(name: str, split: str, *, data_dir: str | None = None, download: 
     tfds_lib = _import_tfds()
     root = os.path.expanduser(data_dir) if data_dir else default_data_dir()
     try:
-        builder = tfds_lib.builder(name, data_dir=root)
+        with _quiet_absl():  # TFDS warns about "variant folders" of a dataset that is simply not there
+            builder = tfds_lib.builder(name, data_dir=root)
     except tfds_lib.core.registered.DatasetNotFoundError as err:
         raise ValueError(f"nj.data.tfds: TFDS has no dataset named {name!r} (see tfds.list_builders())") from err
     try:
-        return builder.as_data_source(split=split), builder
+        with _quiet_absl():
+            return builder.as_data_source(split=split), builder
     except Exception as err:  # noqa: BLE001 - sorted out below into clear errors
         first_error = err
-    if builder.is_prepared():
+    with _quiet_absl():
+        prepared = builder.is_prepared()
+    if prepared:
         if isinstance(first_error, NotImplementedError):
             raise DatasetUnavailableError(
                 f"TFDS dataset {name!r} is prepared in {builder.data_dir} but in {builder.info.file_format.value} format, "
