@@ -229,10 +229,46 @@ def test_tensorboard_event_files_parse_with_tensorboards_reader(tmp_path):
 
 
 def test_tensorboard_refuses_features_it_does_not_write():
-    with pytest.raises(ValueError, match="`histogram_freq` is not supported"):
-        nj.callbacks.TensorBoard(histogram_freq=1)
+    with pytest.raises(ValueError, match="`profile_batch` is not supported"):
+        nj.callbacks.TensorBoard(profile_batch=2)
+    with pytest.raises(ValueError, match="`write_images` writes the weights at each histogram epoch; set `histogram_freq`"):
+        nj.callbacks.TensorBoard(write_images=True)
     with pytest.raises(ValueError, match="`update_freq` must be"):
         nj.callbacks.TensorBoard(update_freq=0)
+
+
+def test_tensorboard_learning_rate_histograms_images_and_hparams(tmp_path):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    x, y = random_labels(n=32)
+    model = small_classifier()
+    model.compile(optimizer=nj.optimizers.Adam(0.003), loss="sparse_categorical_crossentropy")
+    board = nj.callbacks.TensorBoard(str(tmp_path), histogram_freq=2, write_images=True, hparams={"lr": 0.003, "opt": "adam"})
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[board])
+    train = event_accumulator.EventAccumulator(str(tmp_path / "train"), size_guidance={"histograms": 0, "images": 0})
+    train.Reload()
+    # Keras logs the learning rate at every epoch, schedule or not.
+    assert [e.value for e in train.Scalars("epoch_learning_rate")] == pytest.approx([0.003] * 3)
+    weights = {"/".join(map(str, path)): np.asarray(v.get_value()) for path, v in model.state.params.flat_state()}
+    tag, kernel = next((f"{p}/histogram", w) for p, w in weights.items() if w.ndim == 2)
+    events = train.Histograms(tag)
+    assert [e.step for e in events] == [0, 2]  # every histogram_freq epochs
+    last = events[-1].histogram_value
+    assert last.num == kernel.size and sum(last.bucket) == kernel.size and len(last.bucket) == 30
+    assert last.min == pytest.approx(kernel.min()) and last.max == pytest.approx(kernel.max())
+    assert last.sum == pytest.approx(float(kernel.astype(np.float64).sum()), rel=1e-6)
+    image = train.Images(tag.replace("/histogram", "/image"))[-1]
+    assert (image.height, image.width) == tuple(sorted(kernel.shape))
+    import io
+
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(io.BytesIO(image.encoded_image_string), format="png")  # a valid PNG, min to max
+    assert pixels.shape == (image.height, image.width) and pixels.min() == 0.0 and pixels.max() == 1.0
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = train.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(next(iter(content.values()))).session_start_info
+    assert session.hparams["lr"].number_value == pytest.approx(0.003) and session.hparams["opt"].string_value == "adam"
 
 
 # ---------------------------------------------------------------------------------------------- Lambda and the protocol

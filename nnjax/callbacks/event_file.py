@@ -81,6 +81,68 @@ def encode_event(wall_time: float, step: int = 0, *, file_version: str | None = 
     return out
 
 
+def _double(field: int, value: float) -> bytes:
+    return _key(field, 1) + struct.pack("<d", float(value))
+
+
+def encode_histogram(values, buckets: int = 30) -> bytes:
+    """A `HistogramProto` of `values`: `buckets` equal-width buckets between their min and max (as
+    `tf.summary.histogram`'s default), with `bucket_limit` the right edges:
+
+        HistogramProto { double min = 1; double max = 2; double num = 3; double sum = 4;
+                         double sum_squares = 5; repeated double bucket_limit = 6; repeated double bucket = 7; }
+    """
+    import numpy as np
+
+    values = np.asarray(values, np.float64).reshape(-1)
+    if values.size == 0:
+        low = high = 0.0
+        counts, edges = np.zeros(buckets), np.linspace(0.0, 1.0, buckets + 1)
+    else:
+        low, high = float(values.min()), float(values.max())
+        counts, edges = np.histogram(values, bins=buckets, range=(low, high) if high > low else (low - 0.5, low + 0.5))
+    packed_limits = b"".join(struct.pack("<d", float(e)) for e in edges[1:])
+    packed_counts = b"".join(struct.pack("<d", float(c)) for c in counts)
+    return (_double(1, low) + _double(2, high) + _double(3, values.size) + _double(4, values.sum())
+            + _double(5, np.square(values).sum()) + _length_delimited(6, packed_limits) + _length_delimited(7, packed_counts))
+
+
+def encode_png(image) -> bytes:
+    """A grayscale 8-bit PNG of a 2-D uint8 array (zlib and CRC-32 from the standard library)."""
+    import zlib
+
+    import numpy as np
+
+    image = np.asarray(image, np.uint8)
+    height, width = image.shape
+    raw = b"".join(b"\x00" + image[row].tobytes() for row in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def encode_summary_event(wall_time: float, step: int, values: list[bytes]) -> bytes:
+    """An `Event` whose summary holds the given serialized `Summary.Value`s."""
+    return _key(1, 1) + struct.pack("<d", wall_time) + _key(2, 0) + _varint(int(step)) + _length_delimited(
+        5, b"".join(_length_delimited(1, v) for v in values))
+
+
+def histogram_value(tag: str, values) -> bytes:
+    """`Summary.Value { string tag = 1; HistogramProto histo = 5; }`."""
+    return _length_delimited(1, tag.encode()) + _length_delimited(5, encode_histogram(values))
+
+
+def image_value(tag: str, image) -> bytes:
+    """`Summary.Value { string tag = 1; Image image = 4; }`, `Image { int32 height = 1; int32 width = 2;
+    int32 colorspace = 3; bytes encoded_image_string = 4; }` (grayscale)."""
+    height, width = image.shape
+    body = _key(1, 0) + _varint(height) + _key(2, 0) + _varint(width) + _key(3, 0) + _varint(1)
+    return _length_delimited(1, tag.encode()) + _length_delimited(4, body + _length_delimited(4, encode_png(image)))
+
+
 def frame_record(data: bytes) -> bytes:
     """A TFRecord: length, its masked CRC, the data, its masked CRC."""
     length = struct.pack("<Q", len(data))
@@ -151,6 +213,21 @@ class EventFileWriter:
         if scalars:
             self._file.write(frame_record(encode_event(time.time(), step, scalars=scalars)))
 
+    def add_values(self, values: list[bytes], step: int) -> None:
+        """Writes serialized `Summary.Value`s (`histogram_value`, `image_value`, or a tensorboard
+        `Summary.Value` proto's bytes) at `step`."""
+        if self._file is None:
+            raise ValueError(f"EventFileWriter: {self.path} is closed")
+        if values:
+            self._file.write(frame_record(encode_summary_event(time.time(), step, values)))
+
+    def add_summary(self, summary: bytes, step: int) -> None:
+        """Writes a serialized `Summary` proto (e.g. tensorboard's hparams summary) at `step`."""
+        if self._file is None:
+            raise ValueError(f"EventFileWriter: {self.path} is closed")
+        event = _key(1, 1) + struct.pack("<d", time.time()) + _key(2, 0) + _varint(int(step)) + _length_delimited(5, summary)
+        self._file.write(frame_record(event))
+
     def flush(self) -> None:
         if self._file is not None:
             self._file.flush()
@@ -161,4 +238,4 @@ class EventFileWriter:
             self._file = None
 
 
-__all__ = ["EventFileWriter", "crc32c", "encode_event", "frame_record", "masked_crc32c", "new_file_name", "record_boundary"]
+__all__ = ["EventFileWriter", "crc32c", "encode_event", "encode_histogram", "encode_png", "histogram_value", "image_value", "frame_record", "masked_crc32c", "new_file_name", "record_boundary"]

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 
 from nnjax.callbacks.base import Callback
-from nnjax.callbacks.event_file import EventFileWriter, new_file_name
+from nnjax.callbacks.event_file import EventFileWriter, histogram_value, image_value, new_file_name
 
 
 class TensorBoard(Callback):
@@ -27,8 +27,16 @@ class TensorBoard(Callback):
         int N (every N steps; with `steps_per_execution`, at the first execution
         that reaches it). Each batch write costs a host sync.
       write_steps_per_second: also log "epoch_steps_per_second".
-      histogram_freq, write_graph, write_images, profile_batch, embeddings_freq:
-        Keras arguments; only their "off" values are accepted (nnjax writes scalars).
+      histogram_freq: every N epochs, a histogram of each weight under "<path>/histogram"
+        (30 equal-width buckets, as `tf.summary.histogram`; step = epoch), as Keras's.
+      write_images: with `histogram_freq`, each 1-D or 2-D weight as a grayscale image under
+        "<path>/image" (scaled from its min to its max; Keras clips to [0, 1] instead).
+      hparams: an nnjax extension: `{name: value}` written once for TensorBoard's HParams
+        dashboard (needs the `tensorboard` package, which provides the plugin's format).
+      write_graph, profile_batch, embeddings_freq: Keras arguments; only their "off" values are
+        accepted (write_graph's default is accepted and writes nothing).
+
+    "epoch_learning_rate" is written at every epoch, as Keras does (the optimizer's current rate).
 
     Resumed through `BackupAndRestore`, the step counter continues from the
     backup's step and each run's event file is continued, cut back to what it held
@@ -49,13 +57,24 @@ class TensorBoard(Callback):
         update_freq="epoch",
         profile_batch=0,
         embeddings_freq: int = 0,
+        hparams: dict | None = None,
     ):
         super().__init__()
         del write_graph  # the graph is not written; accepted because it is on by default in Keras
-        for name, value in (("histogram_freq", histogram_freq), ("write_images", write_images),
-                            ("profile_batch", profile_batch), ("embeddings_freq", embeddings_freq)):
+        for name, value in (("profile_batch", profile_batch), ("embeddings_freq", embeddings_freq)):
             if value:
-                raise ValueError(f"TensorBoard: `{name}` is not supported (nnjax writes scalars only); got {value!r}")
+                raise ValueError(f"TensorBoard: `{name}` is not supported (nnjax writes scalars, histograms, images and "
+                                 f"hparams); got {value!r}")
+        if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) or histogram_freq < 0:
+            raise ValueError(f"TensorBoard: `histogram_freq` must be a non-negative int; got {histogram_freq!r}")
+        if write_images and not histogram_freq:
+            raise ValueError("TensorBoard: `write_images` writes the weights at each histogram epoch; set `histogram_freq` "
+                             "(e.g. histogram_freq=1) as well")
+        if hparams is not None and not isinstance(hparams, dict):
+            raise ValueError(f"TensorBoard: `hparams` must be a dict of name -> value; got {type(hparams).__name__}")
+        self._hparams_summary = _hparams_summary(hparams) if hparams else None
+        self.histogram_freq = histogram_freq
+        self.write_images = bool(write_images)
         if update_freq == "batch":
             update_freq = 1
         if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1):
@@ -123,6 +142,10 @@ class TensorBoard(Callback):
         logs = dict(logs or {})
         self._global = self._global_step()
         train = {f"epoch_{k}": v for k, v in logs.items() if not k.startswith("val_")}
+        if "epoch_learning_rate" not in train:
+            rate = self._learning_rate()
+            if rate is not None:
+                train["epoch_learning_rate"] = rate
         if self.write_steps_per_second:
             steps = int(self.model.fit_loop.state.step) - self._epoch_first_step
             elapsed = time.perf_counter() - self._epoch_start
@@ -133,6 +156,10 @@ class TensorBoard(Callback):
             train.update({f"epoch_{k}": measured[k] for k in ("examples_per_second", "tokens_per_second", "mfu")
                           if measured.get(k) is not None})
         self._writer("train").add_scalars(train, epoch)
+        if self._hparams_summary is not None and epoch == 0:
+            self._writer("train").add_summary(self._hparams_summary, 0)
+        if self.histogram_freq and epoch % self.histogram_freq == 0:
+            self._writer("train").add_values(self._weight_values(), epoch)
         val = {f"epoch_{k[4:]}": v for k, v in logs.items() if k.startswith("val_")}
         if val:
             self._writer("validation").add_scalars(val, epoch)
@@ -141,6 +168,34 @@ class TensorBoard(Callback):
 
     def on_train_end(self, logs=None):
         self.close()
+
+    def _learning_rate(self) -> float | None:
+        from nnjax.train.optimizers import get_learning_rate
+
+        state = getattr(self.model, "state", None)
+        rate = None if state is None else get_learning_rate(state.opt_state)
+        if rate is None:
+            return None
+        rate = np.asarray(rate, np.float64).reshape(-1)
+        return float(rate[0]) if rate.size == 1 else None  # an ensemble's per-member rates: see its histories
+
+    def _weight_values(self) -> list[bytes]:
+        """Histograms (and images) of every weight, tagged by its path."""
+        state = self.model.state
+        values = []
+        for part in (state.params, state.model_state):
+            for path, leaf in part.flat_state():
+                array = np.asarray(leaf.get_value() if hasattr(leaf, "get_value") else leaf)
+                if not np.issubdtype(array.dtype, np.floating):
+                    continue
+                name = "/".join(str(p) for p in path)
+                values.append(histogram_value(f"{name}/histogram", array.astype(np.float64)))
+                if self.write_images and array.ndim in (1, 2):
+                    image = array.reshape(1, -1) if array.ndim == 1 else (array.T if array.shape[0] > array.shape[1] else array)
+                    low, high = float(image.min()), float(image.max())
+                    scaled = (image - low) / (high - low) if high > low else np.zeros_like(image)
+                    values.append(image_value(f"{name}/image", np.round(scaled * 255).astype(np.uint8)))
+        return values
 
     def close(self) -> None:
         """Closes the event files (what was written stays)."""
@@ -167,6 +222,19 @@ class TensorBoard(Callback):
         last = state.get("last_written")
         if isinstance(last, int):
             self._last_written = last
+
+
+def _hparams_summary(hparams: dict) -> bytes:
+    """TensorBoard's HParams summary of `hparams`, serialized (its protocol buffers come with `tensorboard`)."""
+    try:
+        from tensorboard.plugins.hparams import summary_v2
+    except ImportError as err:
+        raise ValueError("TensorBoard: `hparams=` writes TensorBoard's HParams format, which needs the tensorboard "
+                         "package (pip install tensorboard); received hparams but it is not installed") from err
+    for name, value in hparams.items():
+        if not isinstance(value, (bool, int, float, str)):
+            raise ValueError(f"TensorBoard: hparam {name!r} must be a bool, int, float or str; got {type(value).__name__}")
+    return summary_v2.hparams_pb(hparams).SerializeToString()
 
 
 __all__ = ["TensorBoard"]
