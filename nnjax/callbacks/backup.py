@@ -98,8 +98,8 @@ class BackupAndRestore(Callback):
       preempted: True once a preemption signal was handled.
 
     Example:
-      >>> backup = nj.callbacks.BackupAndRestore("/tmp/run/backup", save_freq=100)
-      >>> model.fit(x, y, epochs=10, callbacks=[backup])   # rerun after a crash: resumes
+      >>> backup = nj.callbacks.BackupAndRestore("run/backup", save_freq=2)
+      >>> history = model.fit(x, y, epochs=3, callbacks=[backup], verbose=0)  # rerun after a crash: resumes
     """
 
     execution_aware = True  # saves at execution boundaries, where the state and the position agree

@@ -30,8 +30,8 @@ class EarlyStopping(Callback):
       best: the best value seen; best_epoch: its epoch.
 
     Example:
-      >>> model.fit(x, y, validation_split=0.2, epochs=100,
-      ...           callbacks=[nj.callbacks.EarlyStopping(patience=3, restore_best_weights=True)])
+      >>> history = model.fit(x, y, validation_split=0.2, epochs=100, verbose=0,
+      ...                     callbacks=[nj.callbacks.EarlyStopping(patience=3, restore_best_weights=True)])
     """
 
     def __init__(

@@ -84,7 +84,9 @@ class LearningRateScheduler(Callback):
     Example:
       >>> def schedule(epoch, lr):
       ...     return lr if epoch < 10 else lr * 0.9
-      >>> model.fit(x, y, epochs=20, callbacks=[nj.callbacks.LearningRateScheduler(schedule)])
+      >>> history = model.fit(x, y, epochs=12, verbose=0, callbacks=[nj.callbacks.LearningRateScheduler(schedule)])
+      >>> [round(float(r), 6) for r in history.history["learning_rate"][9:]]
+      [0.001, 0.0009, 0.00081]
     """
 
     logs_learning_rate = True

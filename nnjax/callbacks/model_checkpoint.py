@@ -53,7 +53,7 @@ class ModelCheckpoint(Callback):
 
     Example:
       >>> ckpt = nj.callbacks.ModelCheckpoint("best", monitor="val_loss", save_best_only=True)
-      >>> model.fit(x, y, validation_split=0.2, epochs=10, callbacks=[ckpt])
+      >>> history = model.fit(x, y, validation_split=0.2, epochs=5, callbacks=[ckpt], verbose=0)
       >>> model.load_weights("best")
     """
 

@@ -289,8 +289,9 @@ def save(path: str | os.PathLike, state: Any, *, metadata: dict | None = None, s
       CheckpointSaveError: if writing failed (disk full, I/O error); what was at `path` before is intact.
 
     Example:
-      >>> nj.checkpoint.save("/tmp/run/ckpt", state, metadata={"epoch": 3})
-      >>> state = nj.checkpoint.restore("/tmp/run/ckpt", state)
+      >>> state = model.state
+      >>> path = nj.checkpoint.save("run/ckpt", state, metadata={"epoch": 3})
+      >>> state = nj.checkpoint.restore("run/ckpt", state)
     """
     path = os.path.abspath(os.fspath(path))
     if not overwrite and (os.path.lexists(path) or folders.resolve(path) != path):
@@ -616,8 +617,11 @@ def restore(path: str | os.PathLike, target: Any, *, max_elements: int | None = 
       CheckpointMismatchError: the arrays do not match `target`.
 
     Example:
-      >>> ocp.StandardCheckpointer().save("/tmp/flax_ckpt", nnx.state(module))  # written by Orbax alone
-      >>> state = nj.checkpoint.restore("/tmp/flax_ckpt", nnx.state(module), allow_unverified=True)
+      >>> import os, orbax.checkpoint as ocp
+      >>> module = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+      >>> with ocp.StandardCheckpointer() as orbax_alone:   # a checkpoint written by Orbax alone
+      ...     orbax_alone.save(os.path.abspath("flax_ckpt"), nnx.state(module))
+      >>> state = nj.checkpoint.restore("flax_ckpt", nnx.state(module), allow_unverified=True)
     """
     path = os.path.abspath(os.fspath(path))
     folder = folders.resolve(path)

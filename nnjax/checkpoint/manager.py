@@ -91,14 +91,19 @@ class CheckpointManager:
       ForeignFolderError: if the directory holds step-named folders nnjax did not write.
 
     Example:
-      >>> with nj.checkpoint.CheckpointManager("/tmp/run", max_to_keep=3) as mngr:
+      >>> state, batch, num_steps = model.state, (x[:32], y[:32]), 4
+      >>> with nj.checkpoint.CheckpointManager("run", max_to_keep=3) as mngr:
       ...     start = 0
       ...     if mngr.latest_step() is not None:
       ...         r = mngr.restore(target=state)
       ...         state, start = r.state, r.step
       ...     for step in range(start, num_steps):
-      ...         state, metrics = train_step(state, next(batches))
-      ...         mngr.save(step + 1, state, metrics={"loss": metrics["loss"]})
+      ...         state, metrics = nj.train.train_step(state, batch)
+      ...         saved = mngr.save(step + 1, state, metrics={"loss": metrics["loss"]})  # async: True once queued
+      ...     mngr.wait_until_finished()
+      ...     latest = mngr.latest_step()
+      >>> latest
+      4
     """
 
     def __init__(self, directory: str | os.PathLike, *, max_to_keep: int | None = None, keep_best: int = 0,

@@ -27,13 +27,15 @@ class PreemptionGuard:
       signals: the signals to catch (default: SIGTERM).
 
     Example:
+      >>> state, batch, mngr = model.state, (x[:32], y[:32]), nj.checkpoint.CheckpointManager("run")
       >>> with nj.checkpoint.PreemptionGuard() as guard:
-      ...     for step in range(start, num_steps):
-      ...         state, _ = train_step(state, batch)
+      ...     for step in range(0, 3):
+      ...         state, _ = nj.train.train_step(state, batch)
       ...         if guard.requested:
       ...             mngr.save(step + 1, state, force=True)
       ...             mngr.wait_until_finished()
       ...             break
+      >>> mngr.close()
     """
 
     def __init__(self, signals=(signal.SIGTERM,)):

@@ -33,7 +33,7 @@ class GeneratorSource:
       >>> def batches():
       ...     for i in range(0, len(x), 64):
       ...         yield x[i:i + 64], y[i:i + 64]
-      >>> model.fit(nj.data.from_generator(batches), epochs=2)
+      >>> history = model.fit(nj.data.from_generator(batches), epochs=2, verbose=0)
     """
 
     def __init__(self, generator: Callable[[], Iterator] | Iterator, steps_per_epoch: int | None = None):

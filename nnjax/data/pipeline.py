@@ -204,9 +204,12 @@ class Dataset(EpochPlan):
         split evenly between processes.
 
     Example:
-      >>> ds = nj.data.Dataset(records, batch_size=128, seed=0, transform=lambda ex: (ex[0] / 255.0, ex[1]))
-      >>> model.fit(ds, epochs=3)
-      >>> it = iter(ds); next(it); state = it.get_state()   # {"epoch": 0, "step": 1, ...}
+      >>> records = list(zip(x, y))
+      >>> ds = nj.data.Dataset(records, batch_size=16, seed=0, transform=lambda ex: (ex[0] / 255.0, ex[1]))
+      >>> history = model.fit(ds, epochs=3, verbose=0)
+      >>> it = iter(ds); batch = next(it); state = it.get_state()
+      >>> state["epoch"], state["step"]
+      (0, 1)
     """
 
     def __init__(

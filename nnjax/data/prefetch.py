@@ -81,9 +81,12 @@ class prefetch_to_device:  # noqa: N801 - used like a function, as flax's prefet
       size: items placed ahead of the one in use (2: double buffering).
 
     Example:
+      >>> from nnjax.data.prefetch import group_executions, prefetch_to_device
+      >>> ds = nj.data.Dataset(list(zip(x, y)), batch_size=32)
       >>> with prefetch_to_device(group_executions(ds.batches(0), 1), put=model.execution.place_batches) as placed:
-      ...     for batch in placed:
-      ...         ...
+      ...     executions = sum(1 for batch in placed)
+      >>> executions
+      2
     """
 
     def __init__(self, iterable: Iterable, put: Callable = jax.device_put, size: int = 2):

@@ -198,9 +198,10 @@ def tfds(
         message says where to put the files).
 
     Example:
-      >>> train = nj.data.tfds("fashion_mnist", split="train", batch_size=128, seed=0,
+      >>> # TFDS data: not run by the doctests
+      >>> train = nj.data.tfds("fashion_mnist", split="train", batch_size=128, seed=0,  # doctest: +SKIP
       ...                      transform=lambda ex: (ex[0].astype("float32") / 255.0, ex[1]))
-      >>> model.fit(train, epochs=5)
+      >>> history = model.fit(train, epochs=5)  # doctest: +SKIP
     """
     source, builder = open_split(name, split, data_dir=data_dir, download=download)
     to_example = supervised_example(_supervised_keys(builder, name)) if as_supervised else None

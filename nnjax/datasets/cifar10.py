@@ -25,7 +25,8 @@ def load_data(
         the data folder nor downloadable; the message says where to put the files.
 
     Example:
-      >>> (x_train, y_train), (x_test, y_test) = nj.datasets.cifar10.load_data()
+      >>> # downloads through TFDS: not run by the doctests
+      >>> (x_train, y_train), (x_test, y_test) = nj.datasets.cifar10.load_data()  # doctest: +SKIP
     """
     return load_image_classification("cifar10", squeeze_channel=False, label_column=True, data_dir=data_dir, download=download)
 

@@ -29,7 +29,8 @@ def load_data(
         the data folder nor downloadable; the message says where to put the files.
 
     Example:
-      >>> (x_train, y_train), (x_test, y_test) = nj.datasets.cifar100.load_data(label_mode="coarse")
+      >>> # downloads through TFDS: not run by the doctests
+      >>> (x_train, y_train), (x_test, y_test) = nj.datasets.cifar100.load_data(label_mode="coarse")  # doctest: +SKIP
     """
     if label_mode not in LABEL_KEYS:
         raise ValueError(f'cifar100.load_data: `label_mode` must be "fine" or "coarse"; got {label_mode!r}')

@@ -25,7 +25,8 @@ def load_data(
         the data folder nor downloadable; the message says where to put the files.
 
     Example:
-      >>> (x_train, y_train), (x_test, y_test) = nj.datasets.fashion_mnist.load_data()
+      >>> # downloads through TFDS: not run by the doctests
+      >>> (x_train, y_train), (x_test, y_test) = nj.datasets.fashion_mnist.load_data()  # doctest: +SKIP
     """
     return load_image_classification(
         "fashion_mnist", squeeze_channel=True, label_column=False, data_dir=data_dir, download=download

@@ -200,7 +200,9 @@ class Conv2D(_Conv):
     parameter count `kh * kw * channels // groups * filters + filters`.
 
     Example:
-      >>> y = nj.layers.Conv2D(32, 3, padding="same", activation="relu")(x)  # x: (8, 28, 28, 1) -> (8, 28, 28, 32)
+      >>> x = np.zeros((8, 28, 28, 1), np.float32)
+      >>> nj.layers.Conv2D(32, 3, padding="same", activation="relu")(x).shape
+      (8, 28, 28, 32)
     """
 
     rank = 2

@@ -160,7 +160,9 @@ class DepthwiseConv2D(_DepthwiseConv):
     `(kh, kw, channels, depth_multiplier)`.
 
     Example:
-      >>> y = nj.layers.DepthwiseConv2D(3, padding="same")(x)  # x: (8, 28, 28, 16) -> (8, 28, 28, 16)
+      >>> x = np.zeros((8, 28, 28, 16), np.float32)
+      >>> nj.layers.DepthwiseConv2D(3, padding="same")(x).shape
+      (8, 28, 28, 16)
     """
 
     rank = 2

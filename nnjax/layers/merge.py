@@ -121,7 +121,9 @@ class Concatenate(_Merge):
     """Joins a list of arrays along `axis` (-1); every other axis must match.
 
     Example:
-      >>> y = nj.layers.Concatenate()([a, b])  # (B, 3) and (B, 5) -> (B, 8)
+      >>> a, b = np.ones((2, 3), np.float32), np.zeros((2, 5), np.float32)
+      >>> nj.layers.Concatenate()([a, b]).shape
+      (2, 8)
     """
 
     def __init__(self, axis: int = -1, **kwargs):

@@ -79,8 +79,11 @@ class Normalization(Layer):
     with the model.
 
     Example:
+      >>> x_train = np.random.default_rng(0).normal(3.0, 2.0, size=(1000, 8)).astype(np.float32)
       >>> norm = nj.layers.Normalization()
-      >>> norm.adapt(x_train)  # x_train: (N, 8) -> mean and variance of shape (8,)
+      >>> norm.adapt(x_train)
+      >>> norm.mean[...].shape
+      (8,)
       >>> model = nj.Sequential([norm, nj.layers.Dense(1)])
     """
 

@@ -456,7 +456,9 @@ class LSTM(_KerasRNN):
     with `return_state`, `[output, h, c]`. Parameter count `4 * units * (features + units + 1)`.
 
     Example:
-      >>> y = nj.layers.LSTM(32)(x)  # x: (batch, 8, 8) -> (batch, 32)
+      >>> x = np.zeros((4, 8, 8), np.float32)
+      >>> nj.layers.LSTM(32)(x).shape
+      (4, 32)
     """
 
     _cell_type = LSTMCell

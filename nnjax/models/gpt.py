@@ -87,10 +87,13 @@ class GPT(Composite):
 
     Example:
       >>> gpt = nj.models.GPT(vocab_size=65, block_size=64, num_layers=2, num_heads=2, embed_dim=64)
-      >>> logits = gpt(ids)                         # ids: int32 (batch, T)
+      >>> ids = np.zeros((2, 16), np.int32)         # int32 (batch, T)
+      >>> gpt(ids).shape
+      (2, 16, 65)
       >>> model = nj.Model(gpt)
       >>> model.build((None, 64), dtype="int32")     # (or let fit build it from the data)
-      >>> text = gpt.generate(prompt_ids, 100, key=jax.random.key(0))
+      >>> gpt.generate(ids[:1, :4], 8, key=jax.random.key(0)).shape
+      (1, 12)
     """
 
     def __init__(self, vocab_size: int = 256, block_size: int = 256, num_layers: int = 6, num_heads: int = 6,

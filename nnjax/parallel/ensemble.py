@@ -75,12 +75,14 @@ class Ensemble(Model):
       >>> ens = nj.parallel.Ensemble(lambda: nj.Sequential([nj.layers.Dense(32, activation="relu"),
       ...                                                    nj.layers.Dense(10, activation="softmax")]), size=8)
       >>> ens.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-      >>> ens.fit(x, y, epochs=5)
-      >>> ens.evaluate(x_test, y_test)       # [loss of each member, accuracy of each member]
-      >>> ens.predict(x_test).shape          # (8, N, 10)
+      >>> history = ens.fit(x, y, epochs=5, verbose=0)
+      >>> loss, accuracy = ens.evaluate(x_test, y_test, verbose=0)   # one value per member each
+      >>> loss.shape, ens.predict(x_test, verbose=0).shape
+      ((8,), (8, 16, 10))
 
       A learning-rate sweep from one initialisation:
 
+      >>> build = lambda: nj.Sequential([nj.layers.Dense(1)])
       >>> sweep = nj.parallel.Ensemble(build, size=4, seeds=0)
       >>> sweep.compile(optimizer="adam", loss="mse", hyperparams={"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3]})
     """

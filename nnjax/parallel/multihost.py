@@ -59,7 +59,8 @@ def initialize(
         the job could not form within `initialization_timeout`.
 
     Example:
-      >>> nj.parallel.initialize("127.0.0.1:12345", num_processes=2, process_id=0, cpu_devices=2)
+      >>> # two processes: not run by the doctests
+      >>> nj.parallel.initialize("127.0.0.1:12345", num_processes=2, process_id=0, cpu_devices=2)  # doctest: +SKIP
     """
     if cpu_devices is not None:
         if isinstance(cpu_devices, bool) or not isinstance(cpu_devices, int) or cpu_devices < 1:

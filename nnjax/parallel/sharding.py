@@ -251,8 +251,8 @@ class DataParallel(Distribution):
     compiling); a dataset's last, shorter batch is allowed.
 
     Example:
-      >>> model.compile(optimizer="adam", loss="mse", distribution=nj.parallel.DataParallel())
-      >>> model.fit(x, y, batch_size=64)   # 8 examples per device on 8 devices
+      >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", distribution=nj.parallel.DataParallel())
+      >>> history = model.fit(x, y, batch_size=64, verbose=0)   # 8 examples per device on 8 devices
     """
 
     def __init__(self, devices: Sequence | Mesh | None = None, *, mesh: Mesh | None = None, data_axis: AxisNames = "data"):
@@ -318,7 +318,7 @@ class FSDP(Distribution):
       min_size: arrays with fewer elements stay replicated.
 
     Example:
-      >>> model.compile(optimizer="adam", loss="mse", distribution=nj.parallel.FSDP())
+      >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", distribution=nj.parallel.FSDP())
     """
 
     def __init__(
@@ -357,9 +357,15 @@ class ModelParallel(Distribution):
     parameters when they are created).
 
     Example:
+      >>> class Annotated(nnx.Module):  # a kernel split over the "model" axis
+      ...     def __init__(self, rngs):
+      ...         init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "model"))
+      ...         self.dense = nnx.Linear(8, 4, kernel_init=init, rngs=rngs)
+      ...     def __call__(self, x):
+      ...         return self.dense(x)
       >>> mesh = nj.parallel.make_mesh((2, 4), ("data", "model"))
       >>> with jax.set_mesh(mesh):
-      ...     model = nj.Model(MyAnnotatedModule(rngs=nnx.Rngs(0)))
+      ...     model = nj.Model(Annotated(rngs=nnx.Rngs(0)))
       >>> model.compile(optimizer="adam", loss="mse", distribution=nj.parallel.ModelParallel(mesh))
     """
 

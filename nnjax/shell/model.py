@@ -67,9 +67,14 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
       fit_loop: the `FitLoop` of the current (or last) `fit`; callbacks read its public `state`.
 
     Example:
-      >>> model = nj.Model(MyNNXModule(rngs=nnx.Rngs(0)))
+      >>> class Linear(nnx.Module):
+      ...     def __init__(self, rngs):
+      ...         self.dense = nnx.Linear(8, 3, rngs=rngs)
+      ...     def __call__(self, x):
+      ...         return self.dense(x)
+      >>> model = nj.Model(Linear(rngs=nnx.Rngs(0)))
       >>> model.compile(optimizer="adam", loss="mse")
-      >>> model.fit(x, y, epochs=3)
+      >>> history = model.fit(x, np.eye(3)[y], epochs=3, verbose=0)
     """
 
     # --- functional API dispatch (nnjax.shell.functional registers itself) --------------------------

@@ -66,9 +66,12 @@ class Execution:
       skip_nonfinite: steps skipped by `nonfinite="skip"` do not count in the epoch's means.
 
     Example:
-      >>> ex = Execution()
-      >>> flat, totals = ex.train(state, ex.zero_totals(state, batch), ex.place_batches([batch]))
-      >>> state = flat.tree()
+      >>> from nnjax.train.execution import Execution
+      >>> ex, state, batch = Execution(), model.state, (x[:32], y[:32], None)   # (x, y, sample_weight)
+      >>> before = int(state.step)
+      >>> flat, totals = ex.train(state, ex.zero_totals(state, batch), ex.place_batches([batch]))  # donates `state`
+      >>> int(flat.tree().step) - before
+      1
     """
 
     def __init__(self, distribution=None, members: int | None = None, skip_nonfinite: bool = False):

@@ -22,7 +22,7 @@ class PyDataset:
       ...     def __getitem__(self, i):
       ...         s = slice(i * self.batch_size, (i + 1) * self.batch_size)
       ...         return self.x[s], self.y[s]
-      >>> model.fit(Batches(x, y, 32), epochs=2)
+      >>> history = model.fit(Batches(x, y, 32), epochs=2, verbose=0)
     """
 
     def __init__(self, workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10):

@@ -147,8 +147,9 @@ class SeedGenerator:
       name: accepted for Keras compatibility.
 
     Example:
-      >>> gen = SeedGenerator(1337)
-      >>> eps = normal((2, 3), seed=gen)
+      >>> gen = nj.random.SeedGenerator(1337)
+      >>> nj.random.normal((2, 3), seed=gen).shape
+      (2, 3)
     """
 
     def __init__(self, seed: int | None = None, name: str | None = None):

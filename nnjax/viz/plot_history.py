@@ -74,8 +74,8 @@ def plot_history(history, to_file: str | os.PathLike | None = None, metrics=None
       TypeError: if `history` is neither a History nor a dict.
 
     Example:
-      >>> history = model.fit(x, y, validation_split=0.2, epochs=10)
-      >>> nj.plot_history(history, to_file="curves.png")
+      >>> history = model.fit(x, y, validation_split=0.2, epochs=3, verbose=0)
+      >>> figure = nj.plot_history(history, to_file="curves.png")
     """
     from nnjax.parallel.history import EnsembleHistory
 
@@ -150,7 +150,9 @@ def plot_ensemble_history(
       TypeError: if `history` is not an `EnsembleHistory`.
 
     Example:
-      >>> nj.parallel.plot_ensemble_history(ens.fit(x, y, epochs=10), to_file="ensemble.png")
+      >>> ens = nj.parallel.Ensemble(lambda: nj.Sequential([nj.layers.Dense(3, activation="softmax")]), size=2)
+      >>> ens.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+      >>> figure = nj.parallel.plot_ensemble_history(ens.fit(x, y, epochs=3, verbose=0), to_file="ensemble.png")
     """
     from nnjax.parallel.history import EnsembleHistory
 
