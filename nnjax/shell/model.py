@@ -164,7 +164,8 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
             )
 
     # ------------------------------------------------------------------ compiling
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, weighted_metrics=None, loss_fn: Callable | None = None,
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, weighted_metrics=None, loss_weights=None,
+                loss_fn: Callable | None = None,
                 steps_per_execution: int | str = "auto", dtype_policy: str | None = None, distribution=None, seed=None,
                 jit_compile: bool = True, nonfinite=None) -> None:
         """Configures training, as Keras's `compile`.
@@ -172,11 +173,15 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
         Args:
           optimizer: a name ("adam", "sgd", ...), an `optax.GradientTransformation`
             or an `nj.optimizers` constructor's result.
-          loss: a Keras loss name, an `nj.losses` object or `fn(y_true, y_pred)`.
+          loss: a Keras loss name, an `nj.losses` object or `fn(y_true, y_pred)`. A functional model with several
+            outputs takes a list (one per output, None for none) or a dict keyed by the output names; one loss
+            applies to every output. Logs then hold "loss" (the weighted sum) and "<output>_loss" per output.
           metrics: a list of metric names, metric objects (`nj.metrics.Precision()`, ...) or `fn(y_true, y_pred)`
-            callables; unweighted, as in Keras.
+            callables; unweighted, as in Keras. Several outputs: a list with one list per output or a dict keyed
+            by the output names (logged as "<output>_<metric>").
           weighted_metrics: metrics weighted by `sample_weight` (and `class_weight`): each epoch value is
-            `sum(w * v) / sum(w)`; named "weighted_<name>" when `metrics` has the same name.
+            `sum(w * v) / sum(w)`; named "weighted_<name>" when `metrics` has the same name. Per output as `metrics`.
+          loss_weights: several outputs only: a list or dict of each output's factor in the objective.
           loss_fn: a custom objective `fn(outputs, batch) -> loss | (loss, aux)` used instead of `loss`.
             When it declares the keyword arguments, it also gets `intermediates=` (a nested dict of the
             values the forward pass sowed or stored in Variables it created, e.g. a VAE's KL term) and
@@ -198,7 +203,8 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
         del jit_compile
         self._compiled = resolve(optimizer, loss, metrics, loss_fn=loss_fn, steps_per_execution=steps_per_execution,
                                  dtype_policy=dtype_policy, distribution=distribution, seed=seed, nonfinite=nonfinite,
-                                 weighted_metrics=weighted_metrics)
+                                 weighted_metrics=weighted_metrics, loss_weights=loss_weights,
+                                 outputs=checks.output_structure(self))
         if self._state is not None:  # recompiling keeps the weights, not the optimizer state
             nnx.update(self._module, self.state.params, self.state.model_state)
         self._state = None
@@ -241,8 +247,8 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
     def metric_names(self) -> list[str]:
         """`["loss", *metric names]`: the keys of `evaluate`'s and `fit`'s logs."""
         config = self._require_compiled("metric_names")
-        state = StepConfig(loss=config.loss, metrics=config.metrics, weighted_metrics=config.weighted_metrics)
-        return ["loss"] + [name for name, _, _ in steps.logged_metrics(state)]
+        return steps.logged_names(StepConfig(loss=config.loss, metrics=config.metrics,
+                                             weighted_metrics=config.weighted_metrics, outputs=config.outputs))
 
     def _require_compiled(self, what: str) -> CompileConfig:
         if self._compiled is None:
@@ -260,7 +266,7 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
             step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=config.tx.init(params),
             rng=jax.random.PRNGKey(config.seed), graphdef=graphdef, tx=config.tx,
             config=StepConfig(loss=config.loss, metrics=config.metrics, weighted_metrics=config.weighted_metrics,
-                              loss_fn=config.loss_fn,
+                              loss_fn=config.loss_fn, outputs=config.outputs,
                               compute_dtype=config.compute_dtype, nonfinite=config.nonfinite,
                               trainable=freeze.trainable_leaves(self._module, params)),
         )
