@@ -26,6 +26,7 @@ from nnjax.shell.compile_config import CompileConfig, resolve
 from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
 from nnjax.shell.input_checks import InputChecks
+from nnjax.shell.overrides import StepOverrides
 from nnjax.shell.weights import WeightsMixin
 from nnjax.train import ema as ema_lib
 from nnjax.train import freeze, steps
@@ -33,8 +34,10 @@ from nnjax.train.execution import Execution, FlatState
 from nnjax.train.state import StepConfig, TrainState
 from nnjax.utils.random import as_key
 
+_FUNCTIONAL_SUBCLASSES: dict = {}  # a Model subclass -> the functional model class with its methods
 
-class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
+
+class Model(StepOverrides, InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
     """A trainable model: a Flax NNX module plus Keras's training methods.
 
     Args:
@@ -78,8 +81,14 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
     def __new__(cls, *args, **kwargs):
         """`Model(inputs, outputs, name=...)` on symbolic tensors makes a `FunctionalModel`."""
         dispatch = Model._functional_dispatch
-        if cls is Model and dispatch is not None and dispatch[0](*args, **kwargs):
-            return super().__new__(dispatch[1])
+        if dispatch is not None and not issubclass(cls, dispatch[1]) and dispatch[0](*args, **kwargs):
+            if cls is Model:
+                return super().__new__(dispatch[1])
+            # a subclass built as Keras's `CustomModel(inputs, outputs)`: a functional model with its overrides
+            if cls not in _FUNCTIONAL_SUBCLASSES:
+                _FUNCTIONAL_SUBCLASSES[cls] = type(cls.__name__, (cls, dispatch[1]),
+                                                   {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
+            return super().__new__(_FUNCTIONAL_SUBCLASSES[cls])
         return super().__new__(cls)
     # --- end of functional API dispatch -------------------------------------------------------------
 
@@ -157,6 +166,7 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
             self._input_spec = ((None,) + tuple(leaves[0].shape[1:]), jnp.dtype(leaves[0].dtype))
 
     def _require_built(self, what: str) -> None:
+        self._refuse_overrides(what)
         if not self.built:
             raise ValueError(
                 f'{what}: model "{self.name}" has not been built yet: its input shape is unknown. Call '
@@ -251,6 +261,7 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
                                              weighted_metrics=config.weighted_metrics, outputs=config.outputs))
 
     def _require_compiled(self, what: str) -> CompileConfig:
+        self._refuse_overrides(what)
         if self._compiled is None:
             raise RuntimeError(f'{what}: you must call compile() on model "{self.name}" before {what}()')
         return self._compiled
@@ -266,7 +277,7 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
             step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=config.tx.init(params),
             rng=jax.random.PRNGKey(config.seed), graphdef=graphdef, tx=config.tx,
             config=StepConfig(loss=config.loss, metrics=config.metrics, weighted_metrics=config.weighted_metrics,
-                              loss_fn=config.loss_fn, outputs=config.outputs,
+                              loss_fn=config.loss_fn, outputs=config.outputs, compute_loss=self._compute_loss_override(),
                               compute_dtype=config.compute_dtype, nonfinite=config.nonfinite,
                               trainable=freeze.trainable_leaves(self._module, params)),
         )
@@ -346,6 +357,7 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
             class_weight=class_weight)
         self._check_source(source, "fit")
         if val_source is not None:
+            self._refuse_overrides("fit(validation_data)")
             self._check_source(val_source, "fit(validation_data)")
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2

@@ -208,6 +208,11 @@ def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
 _DEFAULT_LOSS: contextvars.ContextVar = contextvars.ContextVar("nnjax_default_loss", default=None)
 
 
+def default_loss_available() -> bool:
+    """Whether a step is being traced whose compiled objective `default_loss` gives."""
+    return _DEFAULT_LOSS.get() is not None
+
+
 def default_loss(y, y_pred, sample_weight=None):
     """The compiled objective (loss, per-output losses, the layers' added losses) of the step being traced.
 
@@ -507,6 +512,7 @@ __all__ = [
     "compiled_loss",
     "compute_metrics",
     "default_loss",
+    "default_loss_available",
     "eval_step",
     "eval_step_totals",
     "logged_metrics",
