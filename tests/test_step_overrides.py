@@ -151,3 +151,57 @@ def test_overrides_nnjax_does_not_call_are_refused_by_name():
                 calls[what](model)
         for what in allowed:
             calls[what](model)
+
+
+class KerasSubclassed(keras.Model):
+    def __init__(self, units):
+        super().__init__()
+        self.hidden = keras.layers.Dense(units, activation="tanh")
+        self.heads = [keras.layers.Dense(units), keras.layers.Dense(2)]
+
+    def call(self, inputs, training=False):
+        return self.heads[1](self.heads[0](self.hidden(inputs)) * 0.5)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(x, y, y_pred, sample_weight, training) + 0.5 * keras.ops.mean(y_pred**2)
+
+
+class Subclassed(nj.Model):
+    def __init__(self, units):
+        super().__init__()
+        self.units = units
+        self.hidden = nj.layers.Dense(units, activation="tanh")
+        self.heads = [nj.layers.Dense(units), nj.layers.Dense(2)]
+
+    def halve(self, h):
+        return h * 0.5
+
+    def call(self, inputs, training=False):
+        return self.heads[1](self.halve(self.heads[0](self.hidden(inputs))))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(x, y, y_pred, sample_weight, training) + 0.5 * jnp.mean(y_pred**2)
+
+
+def test_subclass_with_layers_and_call_trains_as_keras():
+    keras.utils.set_random_seed(1)
+    theirs, mine = KerasSubclassed(3), Subclassed(3)
+    theirs(X[:1])
+    mine.build((None, 4))
+    assert mine.units == 3 and mine.name.startswith("subclassed")
+    pairs = [(theirs.hidden, mine.hidden), (theirs.heads[0], mine.heads[0]), (theirs.heads[1], mine.heads[1])]
+    for k_layer, n_layer in pairs:
+        kernel, bias = k_layer.get_weights()
+        n_layer.kernel[...] = kernel
+        n_layer.bias[...] = bias
+    theirs.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse", metrics=["mae"])
+    mine.compile(optimizer=nj.optimizers.SGD(learning_rate=0.1), loss="mse", metrics=["mae"], seed=0)
+    k_batches, n_batches = BatchLogs(keras.callbacks.Callback), BatchLogs(nj.callbacks.Callback)
+    theirs.fit(X, Y, batch_size=4, shuffle=False, verbose=0, callbacks=[k_batches.callback])
+    mine.fit(X, Y, batch_size=4, shuffle=False, verbose=0, callbacks=[n_batches.callback])
+    for n_logs, k_logs in zip(n_batches.logs, k_batches.logs, strict=True):
+        assert_logs_equal(n_logs, k_logs)
+    for k_layer, n_layer in pairs:  # the trained weights, read through the model's attributes
+        for got, expected in zip(n_layer.get_weights(), k_layer.get_weights(), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(mine.predict(X, verbose=0), theirs.predict(X, verbose=0), rtol=1e-6, atol=1e-6)

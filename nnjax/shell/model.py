@@ -27,6 +27,7 @@ from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
 from nnjax.shell.input_checks import InputChecks
 from nnjax.shell.overrides import StepOverrides
+from nnjax.shell.subclassing import SubclassingMixin, module_for
 from nnjax.shell.weights import WeightsMixin
 from nnjax.train import ema as ema_lib
 from nnjax.train import freeze, steps
@@ -37,7 +38,7 @@ from nnjax.utils.random import as_key
 _FUNCTIONAL_SUBCLASSES: dict = {}  # a Model subclass -> the functional model class with its methods
 
 
-class Model(StepOverrides, InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
+class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
     """A trainable model: a Flax NNX module plus Keras's training methods.
 
     Args:
@@ -94,6 +95,7 @@ class Model(StepOverrides, InputChecks, InferenceMixin, LoopHooks, WeightsMixin)
 
     def __init__(self, module: Any = None, *, name: str | None = None, input_shape: Sequence[int] | None = None,
                  input_dtype=None):
+        module = module_for(self, module, name)  # a subclass with `call` (Keras's subclassing API) passes none
         if module is None:
             raise TypeError("Model(module): expected an nnjax layer, a Flax NNX module or a Flax Linen module; got None")
         if is_linen(module):
@@ -122,6 +124,7 @@ class Model(StepOverrides, InputChecks, InferenceMixin, LoopHooks, WeightsMixin)
         hint = input_shape or (module.input_shape_hint if isinstance(module, Layer) else None)
         if hint is not None and not self.built:
             self.build((None,) + tuple(hint), dtype=input_dtype or jnp.float32)
+        self._subclass_attributes = True  # what a subclass's __init__ assigns from here on belongs to its module
 
     # ------------------------------------------------------------------ the module, a view of the state
     @property
