@@ -139,6 +139,8 @@ def test_mismatched_structures_name_the_outputs_and_the_keys():
         mine.fit(X, {"a": YA, "z": YB}, verbose=0)
     with pytest.raises(ValueError, match=r"2 entries, one per output \['a', 'b'\]"):
         mine.fit(X, [YA], verbose=0)
+    with pytest.raises(ValueError, match=r"`class_weight` is only supported for models with a single output"):
+        mine.fit(X, [YA, YB], class_weight={0: 1.0, 1: 2.0, 2: 1.0}, verbose=0)
     with pytest.raises(ValueError, match=r"output 'a'.*labels must be in \[0, 3\)"):
         mine.fit(X, [YA + 3, YB], verbose=0)  # a label out of range would be clamped by the gather: refused first
 

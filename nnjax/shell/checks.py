@@ -132,6 +132,14 @@ def output_spec(state, spec):
     return out
 
 
+def check_class_weight(class_weight, config) -> None:
+    """Raises ValueError for `class_weight` on a model with several outputs (Keras supports it for one output only)."""
+    if class_weight is not None and config is not None and config.outputs:
+        names = [head.name for head in config.outputs]
+        raise ValueError(f"fit: `class_weight` is only supported for models with a single output; this model has the "
+                         f"outputs {names}. Pass sample_weight per output instead (a dict keyed by the output names)")
+
+
 def _is_count(value, *, minimum: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= minimum
 
@@ -147,4 +155,4 @@ def check_fit_arguments(*, epochs, initial_epoch, steps_per_epoch, validation_fr
             raise ValueError(f"fit: `{name}` must be an int >= {minimum}{' or None' if none_ok else ''}; got {value!r}")
 
 
-__all__ = ["as_array_tree", "check_fit_arguments", "check_labels", "check_output_labels", "check_lengths", "num_examples", "output_spec", "output_structure"]
+__all__ = ["as_array_tree", "check_class_weight", "check_fit_arguments", "check_labels", "check_output_labels", "check_lengths", "num_examples", "output_spec", "output_structure"]

@@ -354,6 +354,7 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHo
         self._require_compiled("fit")
         checks.check_fit_arguments(epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
                                    validation_freq=validation_freq, batch_size=batch_size)
+        checks.check_class_weight(class_weight, self._compiled)
         source, val_source = inputs.fit_sources(
             x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, seed=self._seed_for_data(),
             validation_split=validation_split, validation_data=validation_data, validation_batch_size=validation_batch_size,
