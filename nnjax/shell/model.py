@@ -66,6 +66,11 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHo
       creates (`self.kl = nnx.Variable(...)`) are not kept; a `loss_fn` declaring
       `intermediates=` receives them (see `compile`).
 
+    Subclassing, as in Keras: `class M(nj.Model)` with layers made in `__init__` (after `super().__init__()`) and a
+    `call(inputs, training=False)` method (see `nnjax.shell.subclassing`), or built as `M(inputs, outputs)`; an
+    overridden `compute_loss(x, y, y_pred, sample_weight, training)` is what `fit` minimises and `evaluate` reports.
+    Keras's JAX-form `train_step`/`test_step`/`predict_step`/`compute_metrics` overrides raise NotImplementedError.
+
     Attributes:
       history: the `History` of the last `fit` call (a new one per call, as in Keras).
       fit_loop: the `FitLoop` of the current (or last) `fit`; callbacks read its public `state`.
