@@ -205,3 +205,11 @@ def test_subclass_with_layers_and_call_trains_as_keras():
         for got, expected in zip(n_layer.get_weights(), k_layer.get_weights(), strict=True):
             np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     np.testing.assert_allclose(mine.predict(X, verbose=0), theirs.predict(X, verbose=0), rtol=1e-6, atol=1e-6)
+
+
+def test_subclasses_of_sequential_stay_sequential():
+    class Stack(nj.Sequential):
+        pass
+
+    model = Stack([nj.Input(shape=(4,)), nj.layers.Dense(2)])
+    assert isinstance(model, nj.Sequential) and model.predict(X, verbose=0).shape == (12, 2)

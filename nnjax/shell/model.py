@@ -87,7 +87,9 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHo
     def __new__(cls, *args, **kwargs):
         """`Model(inputs, outputs, name=...)` on symbolic tensors makes a `FunctionalModel`."""
         dispatch = Model._functional_dispatch
-        if dispatch is not None and not issubclass(cls, dispatch[1]) and dispatch[0](*args, **kwargs):
+        # a user's subclass of Model itself (not of Sequential, FunctionalModel, Ensemble, ...)
+        nnjax_base = next(klass for klass in cls.__mro__ if klass.__module__.startswith("nnjax."))
+        if dispatch is not None and nnjax_base is Model and dispatch[0](*args, **kwargs):
             if cls is Model:
                 return super().__new__(dispatch[1])
             # a subclass built as Keras's `CustomModel(inputs, outputs)`: a functional model with its overrides
