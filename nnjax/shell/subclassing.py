@@ -53,22 +53,15 @@ class SubclassedCall(Layer):
 
 
 class SubclassingMixin:
-    """The `Model` side: attributes assigned after `Model.__init__` go to the `SubclassedCall` module and are read
-    back from it (holding the current weights)."""
+    """The `Model` side: attributes assigned after `Model.__init__` are set on the `SubclassedCall` module too (the
+    same objects, so a layer read from the model holds the weights the module is updated with)."""
 
     def __setattr__(self, name: str, value) -> None:
         module = self.__dict__.get("_module")
         if (isinstance(module, SubclassedCall) and self.__dict__.get("_subclass_attributes") and not name.startswith("_")
                 and name not in _MODEL_ATTRIBUTES and not isinstance(inspect.getattr_static(type(self), name, None), property)):
             setattr(module, name, value)
-            return
         super().__setattr__(name, value)
-
-    def __getattr__(self, name: str):
-        module = self.__dict__.get("_module")
-        if isinstance(module, SubclassedCall) and not name.startswith("_"):
-            return getattr(self.module if "_state" in self.__dict__ else module, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 _MODEL_ATTRIBUTES = frozenset({"name", "history", "stop_training", "fit_loop", "fit_memory"})
