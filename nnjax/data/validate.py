@@ -75,10 +75,17 @@ def check_array(array, name: str, *, where: str, offset: int = 0, nonfinite_ok: 
 def check_sample_weight(sample_weight, *, where: str, offset: int = 0) -> None:
     """Raises if sample weights are not one finite, non-negative number per example.
 
+    A list or dict (one array per output of a multi-output model) is checked array by array.
+
     Raises:
       ValueError: for a weight array that is not `(N,)`, or a negative or non-finite weight.
     """
     if sample_weight is None:
+        return
+    if isinstance(sample_weight, (list, tuple, dict)):
+        items = sample_weight.items() if isinstance(sample_weight, dict) else enumerate(sample_weight)
+        for key, weights in items:
+            check_sample_weight(weights, where=f"{where} (sample_weight[{key!r}])", offset=offset)
         return
     w = np.asarray(sample_weight)
     if w.ndim != 1:

@@ -75,6 +75,33 @@ def check_labels(y, output_shape, loss, where: str) -> None:
                 )
 
 
+def output_structure(model) -> tuple[str, list[str]] | None:
+    """`(kind, output names)` of a model that declares its outputs (a functional model): kind is "single",
+    "list" (a list or tuple of outputs) or "dict"; None for a model whose outputs are known only by calling it."""
+    names = getattr(model, "output_names", None)
+    if names is None:
+        return None
+    structure = model.output
+    kind = "dict" if isinstance(structure, dict) else "list" if isinstance(structure, (list, tuple)) else "single"
+    return kind, [str(name) for name in names]
+
+
+def check_output_labels(y, output_spec, config, where: str) -> None:
+    """`check_labels` for each output of a multi-output model (`config.outputs`), against that output's loss.
+
+    Raises:
+      ValueError: when `y` does not match the outputs (naming them and what `y` holds), or an output's labels
+        do not suit its loss.
+    """
+    if y is None or not config.outputs:
+        return
+    targets = steps.output_targets(config, y, f"{where}: y")
+    for head in config.outputs:
+        out = output_spec[head.key] if output_spec is not None else None
+        if head.loss is not None and targets[head.position] is not None and out is not None:
+            check_labels(targets[head.position], (None,) + tuple(out.shape[1:]), head.loss, f"{where} (output {head.name!r})")
+
+
 def _is_builtin(loss) -> bool:
     """A Keras-named loss of nnjax's (a user's callable may take targets of any shape)."""
     return getattr(loss.fn, "__module__", "") == "nnjax.train.losses"
@@ -105,6 +132,14 @@ def output_spec(state, spec):
     return out
 
 
+def check_class_weight(class_weight, config) -> None:
+    """Raises ValueError for `class_weight` on a model with several outputs (Keras supports it for one output only)."""
+    if class_weight is not None and config is not None and config.outputs:
+        names = [head.name for head in config.outputs]
+        raise ValueError(f"fit: `class_weight` is only supported for models with a single output; this model has the "
+                         f"outputs {names}. Pass sample_weight per output instead (a dict keyed by the output names)")
+
+
 def _is_count(value, *, minimum: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= minimum
 
@@ -120,4 +155,4 @@ def check_fit_arguments(*, epochs, initial_epoch, steps_per_epoch, validation_fr
             raise ValueError(f"fit: `{name}` must be an int >= {minimum}{' or None' if none_ok else ''}; got {value!r}")
 
 
-__all__ = ["as_array_tree", "check_fit_arguments", "check_labels", "check_lengths", "num_examples", "output_spec"]
+__all__ = ["as_array_tree", "check_class_weight", "check_fit_arguments", "check_labels", "check_output_labels", "check_lengths", "num_examples", "output_spec", "output_structure"]

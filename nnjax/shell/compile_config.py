@@ -14,6 +14,7 @@ from nnjax.train import losses as losses_lib
 from nnjax.train import metrics as metrics_lib
 from nnjax.train import nonfinite as nonfinite_lib
 from nnjax.train import optimizers as optimizers_lib
+from nnjax.train.state import OutputHead
 from nnjax.utils.random import as_key, next_seed
 
 
@@ -32,6 +33,7 @@ class CompileConfig:
     nonfinite: Any = None  # an nnjax.train.nonfinite.NonFinitePolicy or None
     log_learning_rate: bool = False  # the optimizer's rate is a schedule: log it each epoch
     weighted_metrics: tuple = ()  # weighted by sample_weight (Keras's `weighted_metrics`)
+    outputs: tuple = ()  # an OutputHead per output of a multi-output model (per-output loss and metrics)
 
 
 def _metric(identifier, loss):
@@ -49,16 +51,110 @@ def _metric_list(value, argument: str) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _per_output(value, kind: str, names: list[str], argument: str, *, flat_list: bool) -> list:
+    """`value` as one entry per output: a list/tuple by position, a dict by output name (missing: None).
+
+    `flat_list`: a list whose length is not the number of outputs is an error (Keras's rule for `metrics`);
+    otherwise a value that is not a list or a dict applies to every output (Keras's rule for `loss`).
+    """
+    given = f"{value!r}"
+    if isinstance(value, dict):
+        unknown = [key for key in value if key not in names]
+        if unknown:
+            raise ValueError(f"compile: `{argument}` as a dict must be keyed by the model's output names {names}; "
+                             f"received keys {list(value)} (not outputs: {unknown})")
+        if kind != "dict" and argument == "loss" and set(value) != set(names):
+            raise ValueError(f"compile: `loss` as a dict must have a key for every output {names} (Keras's rule for "
+                             f"list outputs; use None for an output without a loss); received keys {list(value)}")
+        return [value.get(name) for name in names]
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(names):
+            raise ValueError(f"compile: `{argument}` as a list must have one entry per output {names} "
+                             f"({len(names)}), or be a dict keyed by them; received {len(value)} entries: {given}")
+        return list(value)
+    if flat_list:
+        raise ValueError(f"compile: `{argument}` for a model with outputs {names} must be a list with one entry per "
+                         f"output or a dict keyed by them; received {given}")
+    return [value] * len(names)
+
+
+def _output_heads(loss, loss_weights, metrics, weighted_metrics, structure) -> tuple:
+    """An `OutputHead` per output of a multi-output model, from `compile`'s per-output arguments (Keras's rules)."""
+    kind, names = structure
+    losses = _per_output(loss, kind, names, "loss", flat_list=False)
+    if loss_weights is None:
+        weights = [None] * len(names)
+    elif isinstance(loss_weights, (int, float)) and not isinstance(loss_weights, bool):
+        raise ValueError(f"compile: `loss_weights` for a model with outputs {names} must be a list with one weight per "
+                         f"output or a dict keyed by them; received {loss_weights!r}")
+    else:
+        weights = _per_output(loss_weights, kind, names, "loss_weights", flat_list=True)
+    per_metrics = [None] * len(names) if not metrics else _per_output(metrics, kind, names, "metrics", flat_list=True)
+    per_weighted = [None] * len(names) if not weighted_metrics else _per_output(
+        weighted_metrics, kind, names, "weighted_metrics", flat_list=True)
+    heads = []
+    for position, name in enumerate(names):
+        loss_obj = losses_lib.get(losses[position]) if losses[position] is not None else None
+        weight = weights[position]
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float, np.number))):
+            raise ValueError(f"compile: `loss_weights` of output {name!r} must be a number; received {weight!r}")
+        heads.append(OutputHead(
+            name=name, key=name if kind == "dict" else position, position=position, loss=loss_obj,
+            loss_weight=None if weight is None else float(weight),
+            metrics=tuple(_metric(m, loss_obj) for m in _entries(per_metrics[position])),
+            weighted_metrics=tuple(_metric(m, loss_obj) for m in _entries(per_weighted[position]))))
+    if all(head.loss is None for head in heads):
+        raise ValueError(f"compile: `loss` gives no output of {names} a loss; received {loss!r}")
+    return tuple(heads)
+
+
+def _entries(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _single(value, names, argument):
+    """A dict keyed by the one output's name (Keras accepts it) as its value."""
+    if isinstance(value, dict) and names is not None and len(names) == 1 and set(value) == set(names):
+        return value[names[0]]
+    return value
+
+
 def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_execution: int | str, dtype_policy: str | None,
-            distribution, seed, nonfinite, weighted_metrics=None) -> CompileConfig:
+            distribution, seed, nonfinite, weighted_metrics=None, loss_weights=None, outputs=None) -> CompileConfig:
     """`Model.compile`'s arguments as a `CompileConfig` (see `Model.compile` for each).
+
+    `outputs` is `(kind, names)` of the model's outputs ("single", "list" or "dict"; see
+    `nnjax.shell.checks.output_structure`), or None when the model does not declare them.
 
     Raises:
       ValueError / TypeError: for unknown names or bad values, before anything is compiled.
     """
     tx = optimizers_lib.get(optimizer)
+    heads = ()
+    names = None if outputs is None else list(outputs[1])
+    several = outputs is not None and outputs[0] != "single" and len(names) > 1
+    if several and loss_fn is None and loss is not None:
+        heads = _output_heads(loss, loss_weights, metrics, weighted_metrics, (outputs[0], names))
+        loss = metrics = weighted_metrics = None
+    elif several and loss_fn is not None and (metrics or weighted_metrics or loss_weights is not None):
+        raise ValueError(f"compile: with `loss_fn`, per-output `metrics`, `weighted_metrics` and `loss_weights` of the "
+                         f"outputs {names} are not supported; pass `loss=` per output instead, or return the values "
+                         "to log from `loss_fn` as `(loss, aux)`")
+    elif loss_weights is not None:
+        raise ValueError(f"compile: `loss_weights` applies to models with several outputs; this model has "
+                         f"{'one output' if names is None or len(names) == 1 else 'undeclared outputs'}: received "
+                         f"loss_weights={loss_weights!r}")
+    elif isinstance(loss, (list, tuple, dict)) and not (isinstance(loss, dict) and names and len(names) == 1):
+        raise ValueError(
+            f"compile: `loss` as a {type(loss).__name__} (one per output) needs a functional model with several outputs "
+            f"(nj.Model(inputs, [out1, out2]) or a dict of outputs); this model has "
+            f"{'the one output ' + str(names) if names else 'no declared outputs'}; received loss={loss!r}")
+    loss = _single(loss, names, "loss")
+    metrics, weighted_metrics = _single(metrics, names, "metrics"), _single(weighted_metrics, names, "weighted_metrics")
     loss_obj = losses_lib.get(loss) if loss is not None else None
-    if loss_obj is None and loss_fn is None:
+    if loss_obj is None and loss_fn is None and not heads:
         raise ValueError("compile: pass `loss` (e.g. loss='sparse_categorical_crossentropy') or `loss_fn`; got neither")
     metric_objs = tuple(_metric(m, loss_obj) for m in _metric_list(metrics, "metrics"))
     weighted_objs = tuple(_metric(m, loss_obj) for m in _metric_list(weighted_metrics, "weighted_metrics"))
@@ -79,7 +175,7 @@ def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_exe
     return CompileConfig(
         tx=tx, loss=loss_obj, metrics=metric_objs, loss_fn=loss_fn, steps_per_execution=steps_per_execution,
         compute_dtype=policy.compute_dtype, distribution=distribution, seed=data_seed, nonfinite=nonfinite_policy,
-        log_learning_rate=log_learning_rate, weighted_metrics=weighted_objs,
+        log_learning_rate=log_learning_rate, weighted_metrics=weighted_objs, outputs=heads,
     )
 
 

@@ -58,16 +58,19 @@ class InputChecks:
             self._module.check_host_inputs(source.x if hasattr(source, "arrays") else sample[0])
         spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), sample[0])
         out = checks.output_spec(self._inference_state(), spec)
+        self._last_output_spec = out
         if hasattr(out, "shape"):
             self._output_shape = (None,) + tuple(out.shape[1:])
         if self._compiled is not None and sample[1] is not None:
             checks.check_labels(y, self._output_shape, self._compiled.loss, what)  # labels first: the clearer message
+            checks.check_output_labels(y, out, self._compiled, what)
         validate.check_values(None, y, where=what, remember=hasattr(source, "arrays") and not policy, nonfinite_ok=policy)
 
     def _check_batch(self, batch, where: str) -> None:
         """Checks one streamed batch on the host (values, labels) before it is trained or evaluated on."""
         if self._compiled is not None and batch[1] is not None:
             checks.check_labels(batch[1], self._output_shape, self._compiled.loss, where)
+            checks.check_output_labels(batch[1], getattr(self, "_last_output_spec", None), self._compiled, where)
         validate.check_values(*batch, where=where, nonfinite_ok=self._compiled is not None and self._compiled.nonfinite is not None)
 
 

@@ -26,6 +26,8 @@ from nnjax.shell.compile_config import CompileConfig, resolve
 from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
 from nnjax.shell.input_checks import InputChecks
+from nnjax.shell.overrides import StepOverrides
+from nnjax.shell.subclassing import SubclassingMixin, module_for
 from nnjax.shell.weights import WeightsMixin
 from nnjax.train import ema as ema_lib
 from nnjax.train import freeze, steps
@@ -33,8 +35,10 @@ from nnjax.train.execution import Execution, FlatState
 from nnjax.train.state import StepConfig, TrainState
 from nnjax.utils.random import as_key
 
+_FUNCTIONAL_SUBCLASSES: dict = {}  # a Model subclass -> the functional model class with its methods
 
-class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
+
+class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
     """A trainable model: a Flax NNX module plus Keras's training methods.
 
     Args:
@@ -62,6 +66,11 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
       creates (`self.kl = nnx.Variable(...)`) are not kept; a `loss_fn` declaring
       `intermediates=` receives them (see `compile`).
 
+    Subclassing, as in Keras: `class M(nj.Model)` with layers made in `__init__` (after `super().__init__()`) and a
+    `call(inputs, training=False)` method (see `nnjax.shell.subclassing`), or built as `M(inputs, outputs)`; an
+    overridden `compute_loss(x, y, y_pred, sample_weight, training)` is what `fit` minimises and `evaluate` reports.
+    Keras's JAX-form `train_step`/`test_step`/`predict_step`/`compute_metrics` overrides raise NotImplementedError.
+
     Attributes:
       history: the `History` of the last `fit` call (a new one per call, as in Keras).
       fit_loop: the `FitLoop` of the current (or last) `fit`; callbacks read its public `state`.
@@ -83,13 +92,22 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
     def __new__(cls, *args, **kwargs):
         """`Model(inputs, outputs, name=...)` on symbolic tensors makes a `FunctionalModel`."""
         dispatch = Model._functional_dispatch
-        if cls is Model and dispatch is not None and dispatch[0](*args, **kwargs):
-            return super().__new__(dispatch[1])
+        # a user's subclass of Model itself (not of Sequential, FunctionalModel, Ensemble, ...)
+        nnjax_base = next(klass for klass in cls.__mro__ if klass.__module__.startswith("nnjax."))
+        if dispatch is not None and nnjax_base is Model and dispatch[0](*args, **kwargs):
+            if cls is Model:
+                return super().__new__(dispatch[1])
+            # a subclass built as Keras's `CustomModel(inputs, outputs)`: a functional model with its overrides
+            if cls not in _FUNCTIONAL_SUBCLASSES:
+                _FUNCTIONAL_SUBCLASSES[cls] = type(cls.__name__, (cls, dispatch[1]),
+                                                   {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
+            return super().__new__(_FUNCTIONAL_SUBCLASSES[cls])
         return super().__new__(cls)
     # --- end of functional API dispatch -------------------------------------------------------------
 
     def __init__(self, module: Any = None, *, name: str | None = None, input_shape: Sequence[int] | None = None,
                  input_dtype=None):
+        module = module_for(self, module, name)  # a subclass with `call` (Keras's subclassing API) passes none
         if module is None:
             raise TypeError("Model(module): expected an nnjax layer, a Flax NNX module or a Flax Linen module; got None")
         if is_linen(module):
@@ -118,6 +136,7 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
         hint = input_shape or (module.input_shape_hint if isinstance(module, Layer) else None)
         if hint is not None and not self.built:
             self.build((None,) + tuple(hint), dtype=input_dtype or jnp.float32)
+        self._subclass_attributes = True  # what a subclass's __init__ assigns from here on belongs to its module
 
     # ------------------------------------------------------------------ the module, a view of the state
     @property
@@ -162,6 +181,7 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
             self._input_spec = ((None,) + tuple(leaves[0].shape[1:]), jnp.dtype(leaves[0].dtype))
 
     def _require_built(self, what: str) -> None:
+        self._refuse_overrides(what)
         if not self.built:
             raise ValueError(
                 f'{what}: model "{self.name}" has not been built yet: its input shape is unknown. Call '
@@ -169,7 +189,8 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
             )
 
     # ------------------------------------------------------------------ compiling
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, weighted_metrics=None, loss_fn: Callable | None = None,
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, *, weighted_metrics=None, loss_weights=None,
+                loss_fn: Callable | None = None,
                 steps_per_execution: int | str = "auto", dtype_policy: str | None = None, distribution=None, seed=None,
                 jit_compile: bool = True, nonfinite=None) -> None:
         """Configures training, as Keras's `compile`.
@@ -177,11 +198,15 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
         Args:
           optimizer: a name ("adam", "sgd", ...), an `optax.GradientTransformation`
             or an `nj.optimizers` constructor's result.
-          loss: a Keras loss name, an `nj.losses` object or `fn(y_true, y_pred)`.
+          loss: a Keras loss name, an `nj.losses` object or `fn(y_true, y_pred)`. A functional model with several
+            outputs takes a list (one per output, None for none) or a dict keyed by the output names; one loss
+            applies to every output. Logs then hold "loss" (the weighted sum) and "<output>_loss" per output.
           metrics: a list of metric names, metric objects (`nj.metrics.Precision()`, ...) or `fn(y_true, y_pred)`
-            callables; unweighted, as in Keras.
+            callables; unweighted, as in Keras. Several outputs: a list with one list per output or a dict keyed
+            by the output names (logged as "<output>_<metric>").
           weighted_metrics: metrics weighted by `sample_weight` (and `class_weight`): each epoch value is
-            `sum(w * v) / sum(w)`; named "weighted_<name>" when `metrics` has the same name.
+            `sum(w * v) / sum(w)`; named "weighted_<name>" when `metrics` has the same name. Per output as `metrics`.
+          loss_weights: several outputs only: a list or dict of each output's factor in the objective.
           loss_fn: a custom objective `fn(outputs, batch) -> loss | (loss, aux)` used instead of `loss`.
             When it declares the keyword arguments, it also gets `intermediates=` (a nested dict of the
             values the forward pass sowed or stored in Variables it created, e.g. a VAE's KL term) and
@@ -203,7 +228,8 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
         del jit_compile
         self._compiled = resolve(optimizer, loss, metrics, loss_fn=loss_fn, steps_per_execution=steps_per_execution,
                                  dtype_policy=dtype_policy, distribution=distribution, seed=seed, nonfinite=nonfinite,
-                                 weighted_metrics=weighted_metrics)
+                                 weighted_metrics=weighted_metrics, loss_weights=loss_weights,
+                                 outputs=checks.output_structure(self))
         if self._state is not None:  # recompiling keeps the weights, not the optimizer state
             nnx.update(self._module, self.state.params, self.state.model_state)
         self._state = None
@@ -246,10 +272,11 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
     def metric_names(self) -> list[str]:
         """`["loss", *metric names]`: the keys of `evaluate`'s and `fit`'s logs."""
         config = self._require_compiled("metric_names")
-        state = StepConfig(loss=config.loss, metrics=config.metrics, weighted_metrics=config.weighted_metrics)
-        return ["loss"] + [name for name, _, _ in steps.logged_metrics(state)]
+        return steps.logged_names(StepConfig(loss=config.loss, metrics=config.metrics,
+                                             weighted_metrics=config.weighted_metrics, outputs=config.outputs))
 
     def _require_compiled(self, what: str) -> CompileConfig:
+        self._refuse_overrides(what)
         if self._compiled is None:
             raise RuntimeError(f'{what}: you must call compile() on model "{self.name}" before {what}()')
         return self._compiled
@@ -265,7 +292,7 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
             step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=config.tx.init(params),
             rng=jax.random.PRNGKey(config.seed), graphdef=graphdef, tx=config.tx,
             config=StepConfig(loss=config.loss, metrics=config.metrics, weighted_metrics=config.weighted_metrics,
-                              loss_fn=config.loss_fn,
+                              loss_fn=config.loss_fn, outputs=config.outputs, compute_loss=self._compute_loss_override(),
                               compute_dtype=config.compute_dtype, nonfinite=config.nonfinite,
                               trainable=freeze.trainable_leaves(self._module, params)),
         )
@@ -339,12 +366,14 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
         self._require_compiled("fit")
         checks.check_fit_arguments(epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
                                    validation_freq=validation_freq, batch_size=batch_size)
+        checks.check_class_weight(class_weight, self._compiled)
         source, val_source = inputs.fit_sources(
             x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, seed=self._seed_for_data(),
             validation_split=validation_split, validation_data=validation_data, validation_batch_size=validation_batch_size,
             class_weight=class_weight)
         self._check_source(source, "fit")
         if val_source is not None:
+            self._refuse_overrides("fit(validation_data)")
             self._check_source(val_source, "fit(validation_data)")
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2

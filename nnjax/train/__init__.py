@@ -6,7 +6,7 @@ them with `jax.jit`, `jax.vmap`, sharding or `shard_map` and nothing else.
 
 from nnjax.train import confusion, ema, freeze, losses, metrics, nonfinite, optimizer_rules, optimizers, precision, schedules
 from nnjax.train.freeze import param_labels
-from nnjax.train.state import StepConfig, TrainState, stack_states, unstack_state
+from nnjax.train.state import OutputHead, StepConfig, TrainState, stack_states, unstack_state
 from nnjax.train.steps import (
     apply_model,
     call_module,
@@ -20,6 +20,7 @@ from nnjax.train.steps import (
 )
 
 __all__ = [
+    "OutputHead",
     "StepConfig",
     "TrainState",
     "apply_model",

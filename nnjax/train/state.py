@@ -44,6 +44,12 @@ class StepConfig:
       trainable: None (every parameter trains) or one bool per leaf of
         `TrainState.params` (flattening order); False leaves are frozen: their
         gradients and updates are zeroed (see `nnjax.train.freeze`).
+      outputs: per-output losses and metrics of a model with several outputs (Keras's
+        `compile(loss=[...] | {...}, loss_weights=..., metrics=[[...], ...])`), one `OutputHead`
+        per output; when given, `loss`, `metrics` and `weighted_metrics` are unused.
+      compute_loss: None, or `fn(x, y, y_pred, sample_weight, training) -> loss` replacing the
+        compiled objective (a subclassed model's `compute_loss` override); `default_loss(...)` inside it
+        is the compiled loss plus the layers' added losses.
     """
 
     loss: losses_lib.Loss | None = None
@@ -53,6 +59,32 @@ class StepConfig:
     compute_dtype: Any = None
     nonfinite: Any = None
     trainable: tuple[bool, ...] | None = None
+    outputs: tuple = ()  # OutputHead per output of a multi-output model
+    compute_loss: Callable | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputHead:
+    """The loss and metrics of one output of a model with several outputs.
+
+    Attributes:
+      name: the output's name (a functional model's output layer name, or the key of a dict output);
+        logged values are prefixed with it ("a_loss", "a_accuracy").
+      key: where the output sits in the model's outputs: an index (list/tuple outputs) or a key (dict outputs).
+      position: the output's index in the model's flat output order (targets given as a list pair by it).
+      loss: the output's `Loss`, or None when the output is not trained on.
+      loss_weight: the factor of this output's loss in the objective (None: 1).
+      metrics: unweighted metrics of this output.
+      weighted_metrics: metrics weighted by the output's sample weights.
+    """
+
+    name: str
+    key: Any
+    position: int
+    loss: Any = None
+    loss_weight: float | None = None
+    metrics: tuple = ()
+    weighted_metrics: tuple = ()
 
 
 class TrainState(struct.PyTreeNode):
@@ -179,4 +211,4 @@ def unstack_state(state: TrainState, index: int) -> TrainState:
     return jax.tree.map(lambda a: a[index], state)
 
 
-__all__ = ["StepConfig", "TrainState", "stack_states", "unstack_state"]
+__all__ = ["OutputHead", "StepConfig", "TrainState", "stack_states", "unstack_state"]

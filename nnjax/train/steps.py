@@ -12,6 +12,7 @@ inputs are under `"x"` or first.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 from typing import Any
 
@@ -152,35 +153,158 @@ def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
 
     The loss includes the values layers passed to `add_loss` during the forward pass. A `loss_fn`
     is called as `loss_fn(outputs, batch)`, with `intermediates=` and/or `params=` when it declares
-    them (see `StepConfig.loss_fn`).
+    them (see `StepConfig.loss_fn`). With per-output losses (`StepConfig.outputs`) the objective is
+    Keras's: the sum of each output's loss times its weight, and each output's unweighted loss is
+    reported as "<output>_loss" when there are several. A `StepConfig.compute_loss` replaces the
+    objective; `default_loss` inside it is the compiled one.
 
     Returns:
       `(loss, (outputs, new_model_state, aux))` where `aux` is a dict of extra
-      scalars from a custom `loss_fn` (empty otherwise).
+      scalars from a custom `loss_fn` or the per-output losses (empty otherwise).
     """
     x, y, sample_weight = unpack_batch(batch)
     (outputs, new_model_state, intermediates), added_losses = call_with_added_losses(
         apply_model, state, params, x, training=training, key=key, return_intermediates=True
     )
     config = state.config
+
+    def extras(loss):
+        if added_losses:  # Keras's `add_loss`: the layers' losses join the objective
+            loss = loss + sum(at_least_f32(value) for value in added_losses)
+        return loss + activity_loss(new_model_state)  # ActivityRegularization's penalties (0 when there are none)
+
     aux = {}
+    if config.compute_loss is not None:
+        captured: dict = {}
+
+        def default(y_true, y_pred, weights):
+            value, parts = compiled_loss(config, y_true, y_pred, weights)
+            captured.update(parts)
+            return extras(value)
+
+        token = _DEFAULT_LOSS.set(default)
+        try:
+            loss = at_least_f32(config.compute_loss(x, y, outputs, sample_weight, training))
+        finally:
+            _DEFAULT_LOSS.reset(token)
+        if jnp.ndim(loss) != 0:
+            raise ValueError(f"compute_loss: expected a scalar loss; received an array of shape {jnp.shape(loss)}")
+        aux = {name: captured.get(name, jnp.zeros((), jnp.float32)) for name in output_loss_names(config)}
+        return loss, (outputs, new_model_state, aux)
     if config.loss_fn is not None:
-        extras = _loss_fn_extras(config.loss_fn)
+        extra_args = _loss_fn_extras(config.loss_fn)
         kwargs = {}
-        if "intermediates" in extras:
+        if "intermediates" in extra_args:
             kwargs["intermediates"] = intermediates
-        if "params" in extras:
+        if "params" in extra_args:
             kwargs["params"] = _pure(dict(params.flat_state()), _unwrapped(nnx.merge(state.graphdef, params, state.model_state)))
         result = config.loss_fn(outputs, batch, **kwargs)
         loss, aux = result if isinstance(result, tuple) else (result, {})
     else:
-        # A Loss reduces as Keras does (sum_over_batch_size); an output's mask leaves masked steps out.
-        loss = config.loss(y, outputs, sample_weight, mask=masking.get_mask(outputs))
-    loss = at_least_f32(loss)
-    if added_losses:  # Keras's `add_loss`: the layers' losses join the objective
-        loss = loss + sum(at_least_f32(value) for value in added_losses)
-    loss = loss + activity_loss(new_model_state)  # ActivityRegularization's penalties (0 when there are none)
-    return loss, (outputs, new_model_state, dict(aux))
+        loss, aux = compiled_loss(config, y, outputs, sample_weight)
+    return extras(at_least_f32(loss)), (outputs, new_model_state, dict(aux))
+
+
+_DEFAULT_LOSS: contextvars.ContextVar = contextvars.ContextVar("nnjax_default_loss", default=None)
+
+
+def default_loss_available() -> bool:
+    """Whether a step is being traced whose compiled objective `default_loss` gives."""
+    return _DEFAULT_LOSS.get() is not None
+
+
+def default_loss(y, y_pred, sample_weight=None):
+    """The compiled objective (loss, per-output losses, the layers' added losses) of the step being traced.
+
+    What a subclassed model's `compute_loss` override gets from `super().compute_loss(...)`.
+
+    Raises:
+      RuntimeError: outside a training or evaluation step.
+    """
+    default = _DEFAULT_LOSS.get()
+    if default is None:
+        raise RuntimeError("compute_loss: the compiled loss is only available inside fit/evaluate's steps "
+                           "(a compute_loss override calling super().compute_loss)")
+    return default(y, y_pred, sample_weight)
+
+
+def compiled_loss(config, y, outputs, sample_weight) -> tuple[jax.Array, dict]:
+    """`compile(loss=...)`'s objective without the layers' added losses: `(loss, {"<output>_loss": value})`.
+
+    One output: `config.loss`, reduced as Keras does (an output's mask leaves masked steps out).
+    Several (`config.outputs`): `sum(weight_i * loss_i)` over the outputs with a loss; the unweighted
+    `loss_i` are returned by name when there are several of them (Keras's per-output loss trackers).
+    """
+    if not config.outputs:
+        if config.loss is None:
+            raise ValueError("compute_loss: the model was compiled without `loss`; the compiled loss is undefined")
+        return at_least_f32(config.loss(y, outputs, sample_weight, mask=masking.get_mask(outputs))), {}
+    heads = [head for head in config.outputs if head.loss is not None]
+    targets = output_targets(config, y, "y")
+    weights = output_sample_weights(config, sample_weight)
+    total, parts = jnp.zeros((), jnp.float32), {}
+    for head in heads:
+        prediction = outputs[head.key]
+        value = at_least_f32(head.loss(targets[head.position], prediction, weights[head.position],
+                                       mask=masking.get_mask(prediction)))
+        if len(heads) > 1:
+            parts[f"{head.name}_loss"] = value
+        total = total + (value if head.loss_weight is None else value * head.loss_weight)
+    return total, parts
+
+
+def output_loss_names(config) -> list[str]:
+    """The per-output loss names Keras logs ("<output>_loss"), only when several outputs have a loss."""
+    heads = [head for head in config.outputs if head.loss is not None]
+    return [f"{head.name}_loss" for head in heads] if len(heads) > 1 else []
+
+
+def _structure_text(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: ..." for k in value) + "}"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"one array of shape {jnp.shape(value)}" if value is not None else "None"
+
+
+def output_targets(config, y, argument: str) -> list:
+    """`y` as one entry per output (in `config.outputs` order): a list/tuple pairs by position, a dict by output name.
+
+    Raises:
+      ValueError: naming the model's outputs and what `y` holds, when the structures do not match.
+    """
+    heads = config.outputs
+    names = [head.name for head in heads]
+    used = [head.name for head in heads if head.loss is not None or head.metrics or head.weighted_metrics]
+    if isinstance(y, dict):
+        unknown = [key for key in y if key not in names]
+        missing = [name for name in used if name not in y]
+        if unknown or missing:
+            raise ValueError(
+                f"{argument}: expected a dict with keys {names} (the model's outputs); received keys {list(y)}"
+                + (f" (not outputs: {unknown})" if unknown else "") + (f" (missing: {missing})" if missing else ""))
+        return [y.get(name) for name in names]
+    if isinstance(y, (list, tuple)):
+        if len(y) != len(heads):
+            raise ValueError(f"{argument}: expected {len(heads)} entries, one per output {names}, or a dict keyed by "
+                             f"them; received {_structure_text(y)}")
+        return list(y)
+    raise ValueError(f"{argument}: the model has {len(heads)} outputs {names}: expected a list of {len(heads)} "
+                     f"or a dict keyed by the output names; received {_structure_text(y)}")
+
+
+def output_sample_weights(config, sample_weight) -> list:
+    """Sample weights per output: a list/dict as `output_targets`, one array (or None) for every output (Keras)."""
+    if sample_weight is None or not isinstance(sample_weight, (dict, list, tuple)):
+        return [sample_weight] * len(config.outputs)
+    if isinstance(sample_weight, dict):
+        names = [head.name for head in config.outputs]
+        unknown = [key for key in sample_weight if key not in names]
+        if unknown:
+            raise ValueError(f"sample_weight: expected a dict keyed by the model's outputs {names}; received keys "
+                             f"{list(sample_weight)} (not outputs: {unknown})")
+        return [sample_weight.get(name) for name in names]
+    return output_targets(config, sample_weight, "sample_weight")
 
 
 def _is_stateful(metric) -> bool:
@@ -189,47 +313,102 @@ def _is_stateful(metric) -> bool:
 
 def logged_metrics(config) -> list[tuple[str, Any, bool]]:
     """`(logged name, metric, weighted)` of every compiled metric, named as Keras names them: a metric of
-    `weighted_metrics` whose name is already taken by one of `metrics` is logged as "weighted_<name>"."""
+    `weighted_metrics` whose name is already taken by one of `metrics` is logged as "weighted_<name>";
+    with several outputs each name is prefixed with its output's ("a_accuracy", "a_weighted_accuracy")."""
+    return [(name, metric, weighted) for name, metric, weighted, _ in _metric_entries(config)]
+
+
+def _metric_entries(config) -> list[tuple[str, Any, bool, Any]]:
+    """`logged_metrics` with the `OutputHead` each metric reads (None for a single-output model)."""
+    if config.outputs:
+        return _output_metric_entries(config.outputs)
     entries, taken, repeats = [], {"loss"}, {}
     for metric in config.metrics:
         name = metric.name
         if name in taken:  # Keras: "accuracy", "accuracy_1", ...
             repeats[name] = repeats.get(name, 0) + 1
             name = f"{name}_{repeats[name]}"
-        entries.append((name, metric, False))
+        entries.append((name, metric, False, None))
         taken.add(name)
     for metric in config.weighted_metrics:
         name = metric.name if metric.name not in taken else f"weighted_{metric.name}"
-        entries.append((name, metric, True))
+        entries.append((name, metric, True, None))
         taken.add(name)
     return entries
+
+
+def _output_metric_entries(heads) -> list[tuple[str, Any, bool, Any]]:
+    """Keras's `CompileMetrics.result` names: "<output>_<metric>", repeats numbered "_1", "_2", ...; a weighted
+    metric whose name is taken becomes "<output>_weighted_<metric>"."""
+    entries, counters = [], {}
+
+    def numbered(name):
+        if name not in counters:
+            counters[name] = 1
+            return name
+        index = counters[name]
+        counters[name] += 1
+        return f"{name}_{index}"
+
+    for head in heads:
+        for metric in head.metrics:
+            entries.append((numbered(f"{head.name}_{metric.name}"), metric, False, head))
+    for head in heads:
+        for metric in head.weighted_metrics:
+            name = f"{head.name}_{metric.name}"
+            if name in counters:
+                name = f"{head.name}_weighted_{metric.name}"
+            entries.append((numbered(name), metric, True, head))
+    return entries
+
+
+def logged_names(config) -> list[str]:
+    """Every value `fit` and `evaluate` log, in the order of Keras's `evaluate` list: "loss", the per-output losses,
+    then the metrics (with several outputs Keras lists the metrics by sorted name)."""
+    metric_names = [name for name, _, _, _ in _metric_entries(config)]
+    if config.outputs:
+        raw = {metric.name for head in config.outputs for metric in (*head.metrics, *head.weighted_metrics)}
+        first = [name for name in metric_names if name in raw]  # Keras lists names equal to a metric's own first
+        return ["loss", *output_loss_names(config), *first, *sorted(n for n in metric_names if n not in raw)]
+    return ["loss", *metric_names]
 
 
 def metric_contributions(state: TrainState, batch, outputs, loss, aux=None, mask=None) -> dict[str, Any]:
     """One batch's additive contribution to every logged value; an epoch's value sums them (Keras's rules).
 
-    - "loss" and the scalars a `loss_fn` returns beside it: `(value * B, B)`, the mean over examples
-      of the batch values (Keras's loss tracker, weighted by batch size, not by sample weights).
+    - "loss", the per-output losses and the scalars a `loss_fn` returns beside it: `(value * B, B)`, the mean
+      over examples of the batch values (Keras's loss tracker, weighted by batch size, not by sample weights).
     - a metric of `compile(metrics=)`: `(sum of values, count)`, unweighted (Keras's `Mean`).
     - a metric of `compile(weighted_metrics=)`: `(sum of w * values, sum of w)`.
     - a stateful metric (Precision, AUC, ...): its counts for this batch (states add up).
 
+    With several outputs each metric reads its output, its targets and its sample weights.
     `mask` (default: the mask `outputs` carries, see `nnjax.layers.masking`) weights the per-element
     metrics as Keras's `MeanMetricWrapper` does: masked elements count neither in the sum nor in the count.
     """
     _, y, sample_weight = unpack_batch(batch)
-    mask = masking.get_mask(outputs) if mask is None else mask
+    config = state.config
     size = jnp.asarray(jax.tree.leaves(outputs)[0].shape[0], jnp.float32)
     parts = {"loss": (jnp.asarray(loss, jnp.float32) * size, size)}
     for name, value in (aux or {}).items():
         parts[name] = (jnp.asarray(value, jnp.float32) * size, size)
-    for name, metric, weighted in logged_metrics(state.config):
-        weights = sample_weight if weighted else None
-        if _is_stateful(metric):
-            leaves = jax.tree.leaves(outputs)
-            parts[name] = metric.update(metric.init(leaves[0].shape if len(leaves) == 1 else None), y, outputs, weights)
+    entries = _metric_entries(config)
+    if config.outputs and entries:
+        targets = output_targets(config, y, "y")
+        weights_per_output = output_sample_weights(config, sample_weight)
+    for name, metric, weighted, head in entries:
+        if head is None:
+            y_true, y_pred, weights = y, outputs, sample_weight if weighted else None
+            head_mask = masking.get_mask(outputs) if mask is None else mask
         else:
-            parts[name] = weighted_sum_and_count(metric(y, outputs), _masked_weights(weights, mask))
+            y_true, y_pred = targets[head.position], outputs[head.key]
+            weights = weights_per_output[head.position] if weighted else None
+            head_mask = masking.get_mask(y_pred)
+        if _is_stateful(metric):
+            leaves = jax.tree.leaves(y_pred)
+            parts[name] = metric.update(metric.init(leaves[0].shape if len(leaves) == 1 else None), y_true, y_pred, weights)
+        else:
+            parts[name] = weighted_sum_and_count(metric(y_true, y_pred), _masked_weights(weights, head_mask))
     return parts
 
 
@@ -330,11 +509,18 @@ __all__ = [
     "apply_model",
     "call_module",
     "compute_loss",
+    "compiled_loss",
     "compute_metrics",
+    "default_loss",
+    "default_loss_available",
     "eval_step",
     "eval_step_totals",
     "logged_metrics",
+    "logged_names",
     "metric_contributions",
+    "output_loss_names",
+    "output_sample_weights",
+    "output_targets",
     "predict_step",
     "step_key",
     "results",
