@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from nnjax import initializers
+from nnjax.layers.init_args import recording_init
 from nnjax.layers.utils import is_prng_key
 from nnjax.utils.random import as_key, call_frame, current_call_frame, next_call_key
 
@@ -499,6 +500,8 @@ class Layer(nnx.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:  # whole-model saving writes the arguments a layer was made with
+            cls.__init__ = recording_init(cls.__dict__["__init__"])
         owner = next(c for c in cls.__mro__ if "_checked_axes" in c.__dict__)
         if owner is Layer and not cls.__module__.startswith("nnjax."):
             cls._checked_axes = ()  # a user's layer has no input spec, as in Keras: any input shape is accepted

@@ -26,6 +26,7 @@ from nnjax.shell.compile_config import CompileConfig, resolve
 from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
 from nnjax.shell.input_checks import InputChecks
+from nnjax.shell.saving_mixin import SavingMixin
 from nnjax.shell.weights import WeightsMixin
 from nnjax.train import ema as ema_lib
 from nnjax.train import freeze, steps
@@ -34,7 +35,7 @@ from nnjax.train.state import StepConfig, TrainState
 from nnjax.utils.random import as_key
 
 
-class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
+class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin, SavingMixin):
     """A trainable model: a Flax NNX module plus Keras's training methods.
 
     Args:
@@ -195,6 +196,7 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
         Raises:
           ValueError / TypeError: for unknown names, before anything is compiled.
         """
+        self._compile_arguments = {k: v for k, v in locals().items() if k != "self"}  # what model.save writes
         del jit_compile
         self._compiled = resolve(optimizer, loss, metrics, loss_fn=loss_fn, steps_per_execution=steps_per_execution,
                                  dtype_policy=dtype_policy, distribution=distribution, seed=seed, nonfinite=nonfinite,
