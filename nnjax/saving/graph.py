@@ -11,6 +11,7 @@ model has the same layers in the same order, hence the same weight tree.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import jax
@@ -168,7 +169,7 @@ def functional_config(module: Functional, where: str = "model") -> dict:
             entry["layer"] = layer_index[id(node.op)]
         else:
             entry["op"] = _op_name(node.op, here)
-            entry["name"] = node.kind
+            entry["name"] = re.sub(r"_\d+$", "", node.name)  # the base name before unique_name numbered it
         calls.append(entry)
         for index, tensor in enumerate(node.outputs):
             refs[id(tensor)] = {"__tensor__": [position, index]}
