@@ -237,8 +237,7 @@ def test_keras_sequential_file_predicts_the_same_in_nnjax(tmp_path):
     kmodel.save(path)
     model = nj.models.load_model(path)
     np.testing.assert_allclose(model.predict(x, verbose=0), kmodel.predict(x, verbose=0), atol=ATOL)
-    assert model.compiled  # Keras's compile_config: names only
-    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert model.compiled and model.metric_names() == ["loss"]  # Keras's compile_config: names only
 
 
 def test_keras_functional_file_predicts_the_same_in_nnjax(tmp_path):
@@ -281,14 +280,14 @@ def test_nnjax_writes_a_keras_file_that_keras_loads(tmp_path):
     keras = pytest.importorskip("keras")
     rs = np.random.RandomState(0)
     x = rs.randn(16, 6, 3).astype("float32")
-    y = rs.randint(0, 2, 16)
     model = nj.Sequential([
         nj.layers.Conv1D(4, 2, activation="relu", input_shape=(6, 3)), nj.layers.BatchNormalization(),
         nj.layers.LSTM(3, return_sequences=True), nj.layers.Bidirectional(nj.layers.GRU(2)),
         nj.layers.LayerNormalization(), nj.layers.Dense(2, activation="softmax"),
     ])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    model.build((None, 6, 3))
+    # Weights away from their initial values (BatchNorm statistics too: the variance stays positive).
+    model.set_weights([w + 0.1 * rs.randn(*w.shape).astype("float32") for w in model.get_weights()])
     path = model.save(str(tmp_path / "n.keras"))
     kmodel = keras.models.load_model(path)
     np.testing.assert_allclose(kmodel.predict(x, verbose=0), model.predict(x, verbose=0), atol=ATOL)
