@@ -959,6 +959,9 @@ class Layer(nnx.Module):
         return cls(**config)
 
 
+Layer.__init__ = recording_init(Layer.__init__)  # a subclass without its own __init__ records its arguments too
+
+
 def _param_dtype(dtype, where: str):
     """A layer's parameter dtype from a dtype, a Keras dtype-policy name or a serialized policy."""
     if dtype is None:

@@ -12,6 +12,7 @@ is found again by name among `custom_objects` and the registered functions, or l
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -148,7 +149,8 @@ def encode(value, where: str) -> Any:
         config = getattr(value, "get_config", None)
         if config is not None and not isinstance(value, type):  # an object with a config (a registered class's instance)
             return serialize_object(value, where)
-        return {"__function__": getattr(value, "__name__", repr(value)), "python_code": True}
+        if inspect.isfunction(value) or inspect.isbuiltin(value) or inspect.ismethod(value):
+            return {"__function__": getattr(value, "__name__", repr(value)), "python_code": True}
     raise SerializationError(
         f"{where}: a value of type {type(value).__name__} cannot be written to a config; pass JSON data (numbers, strings, "
         "lists), a Keras name, or an object whose class is registered with nj.saving.register_keras_serializable and has get_config"
@@ -245,7 +247,7 @@ def layer_config(layer, where: str) -> dict:
     if arguments is None:
         raise SerializationError(
             f"{where}: a {cls.__name__} cannot be saved as a config: it is "
-            + ("not an nnjax Layer" if not isinstance(layer, Layer) else "built with positional *args")
+            + ("not an nnjax Layer" if not isinstance(layer, Layer) else "made with positional *args, which have no names")
             + f". Give {cls.__name__} a `get_config()` that returns its constructor arguments and register it with "
             "@nj.saving.register_keras_serializable(), or save the weights only (model.save_weights)"
         )
