@@ -213,6 +213,9 @@ def test_unserialisable_models_say_what_to_add(tmp_path):
     with pytest.raises(nj.saving.SerializationError, match="include_optimizer=False"):
         seq.save(str(tmp_path / "sched"))
     seq.save(str(tmp_path / "sched"), include_optimizer=False)
+    seq.compile(optimizer="adam", loss=nj.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(nj.saving.SerializationError, match=r"loss.*object.*include_optimizer=False"):
+        seq.save(str(tmp_path / "object_loss"))
 
 
 # ---------------------------------------------------------------------------------- Keras 3 files

@@ -167,7 +167,6 @@ def clone_model(model, custom_objects: dict | None = None):
 
 # ---------------------------------------------------------------------------------- compile state
 def _compile_config(model) -> dict | None:
-    from nnjax.train import losses as losses_lib
     from nnjax.train import optimizers as optimizers_lib
 
     arguments = getattr(model, "_compile_arguments", None)
@@ -192,17 +191,19 @@ def _compile_config(model) -> dict | None:
         raise SerializationError(f"{where} a custom loss_fn (Python code); pass include_optimizer=False and compile after loading")
 
     def name_of(value, what):
+        # Names only: a loss or metric object's arguments (from_logits=True, thresholds=...) are not recorded, and a
+        # name would silently rebuild it with Keras's defaults.
         if value is None or isinstance(value, str):
             return value
         if isinstance(value, (list, tuple)):
             return [name_of(v, what) for v in value]
         if isinstance(value, dict):
             return {k: name_of(v, what) for k, v in value.items()}
-        name = getattr(value, "name", None) or getattr(value, "__name__", None)
-        if isinstance(value, losses_lib.Loss) and name:
-            return name
-        raise SerializationError(f"{where} {what} {value!r}, which has no name to save; compile with names "
-                                 "(loss='mse', metrics=['accuracy']) or pass include_optimizer=False")
+        raise SerializationError(
+            f"{where} the {what} {getattr(value, 'name', None) or type(value).__name__!r} given as an object, whose "
+            f"arguments cannot be saved; compile with names (loss='sparse_categorical_crossentropy', metrics=['accuracy']) "
+            "to save the compile state, or pass include_optimizer=False and compile again after loading"
+        )
 
     other = {"seed": int(model._compiled.seed)}  # the resolved data seed: the next epoch shuffles as it would have
     for key in ("steps_per_execution", "dtype_policy", "nonfinite", "loss_weights"):
