@@ -328,3 +328,25 @@ def test_every_registry_layer_is_rebuilt_from_its_config():
         assert json.loads(json.dumps(nj.saving.serialize_layer(copy))) == data, case.id
     assert set(refused) == {"Lambda", "LinenLayer"}, sorted(refused)
     assert "custom_objects" in refused["Lambda"] and "_LinenMLP" in refused["LinenLayer"]
+
+
+def test_subclassed_model_is_rebuilt_by_its_get_config(tmp_path):
+    @nj.saving.register_keras_serializable(package="tests")
+    class Tower(nj.Model):
+        def __init__(self, units=3):
+            super().__init__(nj.Sequential([nj.layers.Dense(units), nj.layers.Dense(1)])._module, input_shape=(4,))
+            self.units = units
+
+        def get_config(self):
+            return {"units": self.units}
+
+    class Plain(nj.Model):
+        pass
+
+    model = Tower(5)
+    x = np.random.RandomState(0).randn(3, 4).astype("float32")
+    loaded = nj.models.load_model(model.save(str(tmp_path / "tower")))
+    assert type(loaded) is Tower and loaded.units == 5
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=ATOL)
+    with pytest.raises(nj.saving.SerializationError, match=r"Plain.*get_config.*register_keras_serializable"):
+        Plain(nj.layers.Dense(2), input_shape=(3,)).to_json()
