@@ -294,8 +294,12 @@ def _nnjax_class(class_name: str):
     special = {"SequentialModule": SequentialModule, "SymbolicInput": SymbolicInput, "LinenLayer": LinenLayer}
     if class_name in special:
         return special[class_name]
-    for package in (layers, models):
-        if class_name in getattr(package, "__all__", ()) and isinstance(getattr(package, class_name, None), type):
+    import nnjax
+
+    # Layers and models, and the argument objects with a config (regularizers, constraints) where nnjax has them.
+    packages = (layers, models, *(getattr(nnjax, name, None) for name in ("regularizers", "constraints")))
+    for package in packages:
+        if package is not None and class_name in getattr(package, "__all__", ()) and isinstance(getattr(package, class_name, None), type):
             return getattr(package, class_name)
     return None
 
