@@ -24,6 +24,7 @@ from nnjax import (
     optimizers,
     parallel,
     random,
+    saving,
     train,
     utils,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "plot_history",
     "plot_model",
     "random",
+    "saving",
     "train",
     "utils",
 ]

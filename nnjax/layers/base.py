@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from nnjax import initializers
+from nnjax.layers.init_args import recording_init
 from nnjax.layers.utils import is_prng_key
 from nnjax.utils.random import as_key, call_frame, current_call_frame, next_call_key
 
@@ -513,6 +514,8 @@ class Layer(nnx.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:  # whole-model saving writes the arguments a layer was made with
+            cls.__init__ = recording_init(cls.__dict__["__init__"])
         _show_init_signature(cls)
         owner = next(c for c in cls.__mro__ if "_checked_axes" in c.__dict__)
         if owner is Layer and not cls.__module__.startswith("nnjax."):
@@ -990,6 +993,7 @@ class Layer(nnx.Module):
         return cls(**config)
 
 
+Layer.__init__ = recording_init(Layer.__init__)  # a subclass without its own __init__ records its arguments too
 _show_init_signature(Layer)
 
 

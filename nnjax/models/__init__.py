@@ -15,11 +15,16 @@ from nnjax.models.resnet import Airbench94, BasicBlock, ResNet, ResNet18, ResNet
 
 
 def __getattr__(name: str):
-    """Keras's `keras.models.Model` / `keras.models.Sequential`: the shell's classes (imported on first use)."""
+    """Keras's `keras.models.Model`, `Sequential`, `load_model`, `save_model`, `model_from_json`, `clone_model`
+    (imported on first use)."""
     if name in ("Model", "Sequential"):
         from nnjax import shell
 
         return getattr(shell, name)
+    if name in ("load_model", "save_model", "model_from_json", "clone_model"):  # keras.models' saving functions
+        from nnjax import saving
+
+        return getattr(saving, name)
     raise AttributeError(f"module 'nnjax.models' has no attribute {name!r}")
 
 

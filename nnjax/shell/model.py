@@ -27,6 +27,7 @@ from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
 from nnjax.shell.input_checks import InputChecks
 from nnjax.shell.overrides import StepOverrides
+from nnjax.shell.saving_mixin import SavingMixin
 from nnjax.shell.subclassing import SubclassingMixin, module_for
 from nnjax.shell.weights import WeightsMixin
 from nnjax.train import ema as ema_lib
@@ -38,7 +39,7 @@ from nnjax.utils.random import as_key
 _FUNCTIONAL_SUBCLASSES: dict = {}  # a Model subclass -> the functional model class with its methods
 
 
-class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
+class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHooks, WeightsMixin, SavingMixin):
     """A trainable model: a Flax NNX module plus Keras's training methods.
 
     Args:
@@ -225,6 +226,7 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHo
         Raises:
           ValueError / TypeError: for unknown names, before anything is compiled.
         """
+        self._compile_arguments = {k: v for k, v in locals().items() if k != "self"}  # what model.save writes
         del jit_compile
         self._compiled = resolve(optimizer, loss, metrics, loss_fn=loss_fn, steps_per_execution=steps_per_execution,
                                  dtype_policy=dtype_policy, distribution=distribution, seed=seed, nonfinite=nonfinite,

@@ -181,7 +181,26 @@ def build(
         tx = optax.MultiSteps(tx, every_k_schedule=int(gradient_accumulation_steps)).gradient_transformation()
     if callable(learning_rate):
         _SCHEDULED.add(tx.update)
+    _BUILT_WITH[tx.update] = {
+        "name": name, "learning_rate": learning_rate, "clipnorm": clipnorm, "global_clipnorm": global_clipnorm,
+        "clipvalue": clipvalue, "weight_decay": weight_decay, "exclude_from_weight_decay": exclude_from_weight_decay,
+        "gradient_accumulation_steps": gradient_accumulation_steps, "use_ema": use_ema, "ema_momentum": ema_momentum,
+        "ema_overwrite_frequency": ema_overwrite_frequency, **hyperparameters,
+    }
     return tx
+
+
+# The arguments `build` made each transformation with (keyed by its `update`): what whole-model saving writes.
+_BUILT_WITH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def build_arguments(tx) -> dict | None:
+    """The arguments of the `build` call that made `tx` (`name`, `learning_rate`, ...), or None if `build` did not."""
+    try:
+        config = _BUILT_WITH.get(getattr(tx, "update", None))
+    except TypeError:
+        return None
+    return None if config is None else dict(config)
 
 
 # `update` functions of the transformations `build` made with a learning-rate schedule: fit logs their rate.
