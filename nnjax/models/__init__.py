@@ -21,10 +21,6 @@ def __getattr__(name: str):
         from nnjax import shell
 
         return getattr(shell, name)
-    if name in ("load_model", "save_model", "model_from_json", "clone_model"):  # keras.models' saving functions
-        from nnjax import saving
-
-        return getattr(saving, name)
     raise AttributeError(f"module 'nnjax.models' has no attribute {name!r}")
 
 

@@ -9,6 +9,8 @@ Classes and functions are found by name only (nnjax's layers, `custom_objects`, 
 `register_keras_serializable` registered); no code is ever imported or evaluated from a file.
 """
 
+from nnjax import models as _models
+from nnjax.saving import graph as _graph  # noqa: F401 - registers the functional graph's (de)serialization
 from nnjax.saving.model_io import clone_model, load_model, model_from_json, save_model
 from nnjax.saving.objects import (
     SerializationError,
@@ -33,3 +35,7 @@ __all__ = [
     "save_model",
     "serialize_layer",
 ]
+
+# keras.models' saving functions, as nnjax.models' (nnjax.models does not import nnjax.saving: no cycle).
+_models.load_model, _models.save_model, _models.model_from_json, _models.clone_model = (
+    load_model, save_model, model_from_json, clone_model)

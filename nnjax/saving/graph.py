@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from nnjax.layers import functional as functional_lib
 from nnjax.layers.functional import Functional, KerasTensor
+from nnjax.saving import objects as objects_lib
 from nnjax.saving.objects import SerializationError, decode, deserialize_layer, encode, serialize_layer
 
 
@@ -225,3 +226,6 @@ def functional_from_config(config: dict, where: str = "model", custom_objects: d
 
 
 __all__ = ["functional_config", "functional_from_config"]
+
+
+objects_lib._FUNCTIONAL.update({"config": functional_config, "from_config": functional_from_config})

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import re
+import sys
 import zipfile
 from typing import Any
 
@@ -84,8 +85,6 @@ def _accepted(cls) -> set[str] | None:
 
 def _keras_object(value: dict, where: str):
     """An initializer, regularizer, constraint or layer serialized by Keras, as nnjax's counterpart."""
-    import nnjax
-
     module = str(value.get("module") or "")
     class_name = value["class_name"]
     config = value.get("config") or {}
@@ -103,7 +102,7 @@ def _keras_object(value: dict, where: str):
         except TypeError:
             return class_name  # the same distribution; the weights are read from the file anyway
     kind = module.rsplit(".", 1)[-1]
-    package = getattr(nnjax, kind, None)
+    package = sys.modules.get(f"nnjax.{kind}")  # nnjax.regularizers / nnjax.constraints, loaded by nnjax's __init__
     found = get_registered_object(value.get("registered_name") or class_name)
     if found is None and package is not None and class_name in getattr(package, "__all__", ()):
         found = getattr(package, class_name)
@@ -434,11 +433,4 @@ def _compile_from_keras(model, compile_config: dict) -> None:
                       "compiled: call model.compile(...)", stacklevel=3)
 
 
-def save_keras_file(model, path: str, overwrite: bool = True) -> str:
-    """Writes `model` as a Keras 3 ".keras" file (see `nnjax.saving.keras_write`)."""
-    from nnjax.saving import keras_write
-
-    return keras_write.save_keras_file(model, path, overwrite=overwrite)
-
-
-__all__ = ["keras_snake_case", "layer_from_keras", "load_keras_file", "save_keras_file"]
+__all__ = ["keras_snake_case", "layer_from_keras", "load_keras_file"]

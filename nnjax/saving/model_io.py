@@ -263,9 +263,9 @@ def save_model(model, filepath: str | os.PathLike, overwrite: bool = True, *, in
     """
     path = os.path.abspath(os.fspath(filepath))
     if path.endswith(".keras"):
-        from nnjax.saving import keras_file
+        from nnjax.saving import keras_write
 
-        return keras_file.save_keras_file(model, path, overwrite=overwrite)
+        return keras_write.save_keras_file(model, path, overwrite=overwrite)
     if path.endswith(".h5") or path.endswith(".hdf5"):
         raise ValueError(f"save_model: the legacy HDF5 format ({os.path.basename(path)}) is not supported; save to a folder "
                          "or to a '.keras' file")
@@ -333,3 +333,14 @@ def load_model(filepath: str | os.PathLike, custom_objects: dict | None = None, 
 
 __all__ = ["clone_model", "compile_from_config", "load_model", "model_config", "model_from_config", "model_from_json",
            "save_model", "to_json"]
+
+
+def _register() -> None:
+    import sys
+
+    from nnjax.shell import saving_mixin
+
+    saving_mixin._io = sys.modules[__name__]
+
+
+_register()

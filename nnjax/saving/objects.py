@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,10 @@ import numpy as np
 from flax import nnx
 
 from nnjax.layers.init_args import init_arguments
+
+# Set by nnjax.saving.graph when it is imported: how a nested functional graph is written and read
+# ({"config": functional_config, "from_config": functional_from_config}).
+_FUNCTIONAL: dict = {}
 
 _registered: dict[str, Any] = {}  # "package>name" -> class or function
 _names: dict[int, str] = {}  # id(object) -> "package>name"
@@ -269,10 +274,8 @@ def serialize_layer(layer, where: str = "model") -> dict:
     name = getattr(layer, "name", cls.__name__)
     here = f'{where} > {cls.__name__} "{name}"'
     if isinstance(layer, Functional) and cls is Functional:
-        from nnjax.saving.graph import functional_config
-
         return {"module": "nnjax.layers", "class_name": "Functional", "registered_name": None,
-                "config": functional_config(layer, here)}
+                "config": _FUNCTIONAL["config"](layer, here)}
     config = layer_config(layer, here)
     module = cls.__module__
     registered = _names.get(id(cls))
@@ -294,10 +297,9 @@ def _nnjax_class(class_name: str):
     special = {"SequentialModule": SequentialModule, "SymbolicInput": SymbolicInput, "LinenLayer": LinenLayer}
     if class_name in special:
         return special[class_name]
-    import nnjax
-
-    # Layers and models, and the argument objects with a config (regularizers, constraints) where nnjax has them.
-    packages = (layers, models, *(getattr(nnjax, name, None) for name in ("regularizers", "constraints")))
+    # Layers and models, and the argument objects with a config (regularizers, constraints) where nnjax has them
+    # (loaded by nnjax's __init__).
+    packages = (layers, models, *(sys.modules.get(f"nnjax.{name}") for name in ("regularizers", "constraints")))
     for package in packages:
         if package is not None and class_name in getattr(package, "__all__", ()) and isinstance(getattr(package, class_name, None), type):
             return getattr(package, class_name)
@@ -334,9 +336,7 @@ def deserialize_layer(data: dict, where: str = "model", custom_objects: dict | N
     class_name = data["class_name"]
     here = f'{where} > {class_name} "{data.get("config", {}).get("name", "?")}"'
     if class_name == "Functional" and str(data.get("module", "")).startswith("nnjax"):
-        from nnjax.saving.graph import functional_from_config
-
-        return functional_from_config(data["config"], here)
+        return _FUNCTIONAL["from_config"](data["config"], here)
     cls = resolve_class(data, here, custom_objects)
     config = {k: decode(v, f"{here}.{k}") for k, v in data["config"].items()}
     if class_name == "Lambda" and "function" not in config:

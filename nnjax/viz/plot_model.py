@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from flax import nnx
+
 from nnjax.layers.base import shape_str
-from nnjax.viz.summary import layer_rows
+from nnjax.viz.summary import _count, layer_rows
 
 
 @dataclasses.dataclass
@@ -65,8 +67,6 @@ def _functional_graph(model) -> list[GraphNode] | None:
     graph = getattr(program, "graph", None)
     if graph is None:
         return None
-    from nnjax.shell.functional import _param_count
-
     nodes, ids = [], {}
     for tensor in graph["input_tensors"]:
         ids[id(tensor)] = f"input:{tensor.name}"
@@ -86,7 +86,7 @@ def _functional_graph(model) -> list[GraphNode] | None:
             key, node.name, node.kind, shapes[0] if len(shapes) == 1 else shapes, parents,
             activation=_activation_name(op) if op is not None else None,
             dtype=str(node.outputs[0].dtype) if node.outputs else None,
-            params=_param_count(op) if op is not None and node.call_index == 0 else 0,
+            params=_count(op, nnx.Variable) if op is not None and node.call_index == 0 else 0,
             sublayers=_sublayers(op) if op is not None else [],
         ))
     return nodes
