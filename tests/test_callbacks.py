@@ -346,3 +346,37 @@ def test_rate_callbacks_refuse_an_optimizer_with_a_schedule():
                   loss="sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match="learning rate is a schedule"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[nj.callbacks.LearningRateScheduler(lambda epoch, lr: lr)])
+
+
+def test_model_checkpoint_saves_whole_models_that_load_weights_and_load_model_read(tmp_path):
+    x, y = random_labels(n=64)
+    model = small_classifier()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[nj.callbacks.ModelCheckpoint(str(tmp_path / "whole"))])
+    expected = model.predict(x, verbose=0)
+    loaded = nj.models.load_model(str(tmp_path / "whole"))  # Keras's default: the whole model
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6)
+    other = small_classifier()
+    other.load_weights(str(tmp_path / "whole"))  # and its weights, as Keras's load_weights reads a .keras file
+    np.testing.assert_allclose(other.predict(x, verbose=0), expected, rtol=1e-6)
+
+
+def test_model_checkpoint_of_a_model_without_config_saves_its_weights_with_a_warning(tmp_path):
+    from flax import nnx
+
+    class Linear(nnx.Module):
+        def __init__(self, rngs):
+            self.dense = nnx.Linear(20, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.dense(x)
+
+    x, y = random_labels(n=32)
+    model = nj.Model(Linear(nnx.Rngs(0)))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.warns(RuntimeWarning, match="cannot be saved whole .* saving its weights instead"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[nj.callbacks.ModelCheckpoint(str(tmp_path / "w"))])
+    again = nj.Model(Linear(nnx.Rngs(1)))
+    again.build((None, 20))
+    again.load_weights(str(tmp_path / "w"))
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)

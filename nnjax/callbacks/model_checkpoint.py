@@ -78,6 +78,7 @@ class ModelCheckpoint(Callback):
         self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
+        self._weights_only_fallback = False
         self.mode = resolve_mode("ModelCheckpoint", monitor, mode)
         self.save_freq = save_freq
         self.best = None if initial_value_threshold is None else float(initial_value_threshold)
@@ -135,10 +136,19 @@ class ModelCheckpoint(Callback):
             warnings.warn(f"ModelCheckpoint: the loss or the weights are not finite at epoch {epoch + 1}; not saving", RuntimeWarning, stacklevel=2)
             return
         path = self._path(epoch, batch, logs)
-        if self.save_weights_only or not hasattr(self.model, "save"):
+        if self.save_weights_only or not hasattr(self.model, "save") or self._weights_only_fallback:
             self.model.save_weights(path, overwrite=True)
         else:
-            self.model.save(path)
+            from nnjax.saving.objects import SerializationError
+
+            try:
+                self.model.save(path)
+            except SerializationError as err:  # e.g. a plain Flax module: no config to save the model whole
+                self._weights_only_fallback = True
+                warnings.warn(f"ModelCheckpoint: the model cannot be saved whole ({err}); saving its weights instead "
+                              "(load them with model.load_weights; pass save_weights_only=True to silence this)",
+                              RuntimeWarning, stacklevel=2)
+                self.model.save_weights(path, overwrite=True)
         if self.save_best_only:
             self.best = current
         self.saved.append(path)

@@ -84,7 +84,11 @@ class WeightsMixin:
         self._require_built("load_weights")
         params, model_state = self._variables()
         target = {"params": params.to_pure_dict(), "model_state": model_state.to_pure_dict()}
-        restored = restore_pytree(filepath, target, allow_unverified=allow_unverified)
+        saved = _saved_model_weights(filepath)
+        if saved is not None:  # a whole model (model.save, ModelCheckpoint's default): its weights, as Keras reads them
+            restored = _matched(saved, target, filepath)
+        else:
+            restored = restore_pytree(filepath, target, allow_unverified=allow_unverified)
         nnx.replace_by_pure_dict(params, restored["params"])
         nnx.replace_by_pure_dict(model_state, restored["model_state"])
         self._set_variables(params, model_state)
@@ -94,6 +98,44 @@ class WeightsMixin:
         self._require_built("count_params")
         params, model_state = self._variables()
         return int(sum(np.prod(np.shape(a)) for a in jax.tree.leaves(params) + jax.tree.leaves(model_state)))
+
+
+def _saved_model_weights(filepath) -> dict | None:
+    """The `{"params", "model_state"}` of a folder `model.save` wrote (read through a rebuilt model), else None."""
+    import os
+
+    from nnjax.checkpoint import core
+    from nnjax.shell import saving_mixin
+
+    path = os.path.abspath(os.fspath(filepath))
+    if path.endswith(".keras"):
+        model = saving_mixin._saving().load_model(path, compile=False)
+    else:
+        if not os.path.isdir(path):
+            return None
+        try:
+            if core.read_metadata(path).get("format") != "nnjax.model":
+                return None
+        except Exception:  # noqa: BLE001 - not a whole-model folder: restore_pytree reports what it is
+            return None
+        model = saving_mixin._saving().load_model(path, compile=False)
+    params, model_state = model._variables()
+    return {"params": params.to_pure_dict(), "model_state": model_state.to_pure_dict()}
+
+
+def _matched(saved: dict, target: dict, filepath) -> dict:
+    """`saved` if it has `target`'s arrays, shapes and dtypes; raises a mismatch error naming the first difference."""
+    from nnjax.checkpoint.errors import CheckpointMismatchError
+
+    saved_leaves, saved_tree = jax.tree.flatten_with_path(saved)
+    target_leaves, target_tree = jax.tree.flatten_with_path(target)
+    saved_paths = {jax.tree_util.keystr(p): np.shape(v) for p, v in saved_leaves}
+    target_paths = {jax.tree_util.keystr(p): np.shape(v) for p, v in target_leaves}
+    if saved_paths != target_paths:
+        differ = sorted(set(saved_paths.items()) ^ set(target_paths.items()))[:3]
+        raise CheckpointMismatchError(f"load_weights: the model saved at {str(filepath)!r} does not match this model: "
+                                      f"expected the arrays and shapes of this model, found differences at {differ}")
+    return saved
 
 
 __all__ = ["WeightsMixin"]
