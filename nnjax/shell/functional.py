@@ -84,16 +84,6 @@ class FunctionalModel(Model):
         inner = [_models.get(layer, layer) for layer in self.module.layers]
         return [t for t in self.inputs if isinstance(t, nnx.Module)] + inner
 
-    def get_layer(self, name: str | None = None, index: int | None = None):
-        """A layer by name or by index into `layers`."""
-        layers = self.layers
-        if index is not None:
-            return layers[index]
-        for layer in layers:
-            if getattr(layer, "name", None) == name:
-                return layer
-        raise ValueError(f'Model "{self.name}": no layer named {name!r}; layers are {[getattr(x, "name", None) for x in layers]}')
-
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs) -> None:
         """`Model.compile`; a model with several outputs needs `loss_fn` until per-output losses exist.
 

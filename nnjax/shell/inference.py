@@ -10,7 +10,7 @@ import numpy as np
 
 from nnjax.callbacks.base import CallbackList
 from nnjax.data.adapt import is_streaming
-from nnjax.train import schedule_free, steps
+from nnjax.train import schedule_free
 from nnjax.train.execution import batch_size_of
 
 
@@ -25,7 +25,7 @@ def format_logs(logs: dict) -> str:
 
 
 class InferenceMixin:
-    """`evaluate`, `predict` and `predict_on_batch` over a model's `execution`."""
+    """`evaluate` and `predict` over a model's `execution` (`predict_on_batch`: `nnjax.shell.batches`)."""
 
     def _evaluate_source(self, source, keep_on_device: bool = False) -> dict:
         """Loss and metrics over `source`. With `keep_on_device`, in-memory data placed on the device
@@ -118,12 +118,6 @@ class InferenceMixin:
         if group:
             flush()
         return jax.tree.map(lambda *o: np.concatenate(o, axis=axis), *outputs)
-
-    def predict_on_batch(self, x):
-        """Outputs for one batch (no batching, no checks beyond the layers')."""
-        self._require_built("predict_on_batch")
-        return jax.device_get(jax.jit(steps.predict_step)(self._inference_state(), x))
-
 
 
 __all__ = ["InferenceMixin", "format_logs"]

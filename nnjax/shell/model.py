@@ -22,10 +22,12 @@ from nnjax.callbacks.base import CallbackList, History
 from nnjax.layers.base import Layer, shape_str, unique_name
 from nnjax.layers.sequential import LinenLayer, SequentialModule, is_linen
 from nnjax.shell import checks, inputs
+from nnjax.shell.batches import BatchMixin
 from nnjax.shell.compile_config import CompileConfig, resolve
 from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
 from nnjax.shell.input_checks import InputChecks
+from nnjax.shell.optimizer_view import ModelOptimizer
 from nnjax.shell.weights import WeightsMixin
 from nnjax.train import ema as ema_lib
 from nnjax.train import freeze, steps
@@ -33,8 +35,10 @@ from nnjax.train.execution import Execution, FlatState
 from nnjax.train.state import StepConfig, TrainState
 from nnjax.utils.random import as_key
 
+_NO_OPTIMIZER = optax.identity()  # one object: an uncompiled model's inference state keeps one jit cache entry
 
-class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
+
+class Model(InputChecks, BatchMixin, InferenceMixin, LoopHooks, WeightsMixin):
     """A trainable model: a Flax NNX module plus Keras's training methods.
 
     Args:
@@ -214,8 +218,9 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
         return self._compiled is not None
 
     @property
-    def optimizer(self):
-        return None if self._compiled is None else self._compiled.tx
+    def optimizer(self) -> ModelOptimizer | None:
+        """The compiled optax transformation, with Keras's `learning_rate` (readable, settable) and `iterations`."""
+        return None if self._compiled is None else ModelOptimizer.of(self)
 
     @property
     def distribution(self):
@@ -299,7 +304,7 @@ class Model(InputChecks, InferenceMixin, LoopHooks, WeightsMixin):
         graphdef, params, model_state = nnx.split(self._module, nnx.Param, ...)
         return TrainState(
             step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=(),
-            rng=jax.random.PRNGKey(0), graphdef=graphdef, tx=optax.identity(), config=StepConfig(),
+            rng=jax.random.PRNGKey(0), graphdef=graphdef, tx=_NO_OPTIMIZER, config=StepConfig(),
         )
 
     # ------------------------------------------------------------------ fit

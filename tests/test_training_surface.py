@@ -1,0 +1,129 @@
+"""Keras's training surface against Keras 3 (JAX backend): `train_on_batch` / `test_on_batch` / `predict_on_batch`,
+`get_layer` and `layers`, `optimizer.learning_rate`, the evaluate/predict callback hooks, regularizers and constraints.
+
+Weights are copied from Keras into nnjax; both take the same steps on the same batches. Tolerances: 1e-6 on losses and
+weights after a few float32 steps (the same arithmetic in the same order), 1e-5 where a penalty or a norm adds sums
+over a kernel in an order XLA may choose differently.
+"""
+
+import numpy as np
+import pytest
+
+import nnjax as nj
+
+keras = pytest.importorskip("keras")
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(12, 5)).astype(np.float32)
+Y = RNG.integers(0, 3, size=12).astype(np.int32)
+SW = RNG.uniform(0.5, 2.0, size=12).astype(np.float32)
+
+
+def keras_mlp(optimizer, metrics=None, **dense_kwargs):
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="relu", name="hidden", **dense_kwargs),
+                              keras.layers.Dense(3, activation="softmax", name="probs")])
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=metrics)
+    return model
+
+
+def nnjax_mlp(kmodel, optimizer, metrics=None, loss="sparse_categorical_crossentropy", **dense_kwargs):
+    model = nj.Sequential([nj.layers.Dense(4, activation="relu", name="hidden", input_shape=(5,), **dense_kwargs),
+                           nj.layers.Dense(3, activation="softmax", name="probs")])
+    copy_weights(kmodel, model)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, seed=0)
+    return model
+
+
+def copy_weights(kmodel, model):
+    for layer in kmodel.layers:
+        mine = model.get_layer(layer.name)
+        mine.kernel[...] = np.asarray(layer.kernel)
+        mine.bias[...] = np.asarray(layer.bias)
+
+
+def assert_weights(model, kmodel, atol=1e-6):
+    for layer in kmodel.layers:
+        mine = model.get_layer(layer.name)
+        np.testing.assert_allclose(np.asarray(mine.kernel[...]), np.asarray(layer.kernel), rtol=0, atol=atol)
+        np.testing.assert_allclose(np.asarray(mine.bias[...]), np.asarray(layer.bias), rtol=0, atol=atol)
+
+
+# ----------------------------------------------------------------------------------- train/test/predict_on_batch
+def test_train_on_batch_matches_keras_and_compiles_once():
+    kmodel = keras_mlp(keras.optimizers.SGD(0.1, momentum=0.9), metrics=["accuracy"])
+    traces = []
+
+    def counted_loss(y_true, y_pred):  # runs once per trace of the step
+        traces.append(1)
+        return nj.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+    model = nnjax_mlp(kmodel, nj.optimizers.SGD(0.1, momentum=0.9), metrics=["accuracy"], loss=counted_loss)
+    after_first = None
+    for step in range(3):
+        xb, yb = X[4 * step: 4 * step + 4], Y[4 * step: 4 * step + 4]
+        theirs = kmodel.train_on_batch(xb, yb)
+        mine = model.train_on_batch(xb, yb)
+        assert isinstance(mine, list) and len(mine) == 2
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)
+        assert_weights(model, kmodel)
+        after_first = len(traces) if after_first is None else after_first
+    assert len(traces) == after_first, f"train_on_batch traced again: {len(traces) - after_first} more times"
+
+
+def test_on_batch_return_values_as_keras():
+    kmodel = keras_mlp("sgd")
+    model = nnjax_mlp(kmodel, "sgd")
+    theirs = kmodel.train_on_batch(X, Y, sample_weight=SW)
+    mine = model.train_on_batch(X, Y, sample_weight=SW)
+    assert isinstance(mine, float) and isinstance(theirs, float)  # the loss alone when there are no metrics
+    np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)
+    theirs = kmodel.train_on_batch(X, Y, class_weight={0: 0.5, 2: 3.0}, return_dict=True)
+    mine = model.train_on_batch(X, Y, class_weight={0: 0.5, 2: 3.0}, return_dict=True)
+    assert mine.keys() == theirs.keys()
+    np.testing.assert_allclose(mine["loss"], theirs["loss"], rtol=0, atol=1e-6)
+    assert_weights(model, kmodel)
+    for kwargs in ({}, {"sample_weight": SW}, {"return_dict": True}):
+        theirs, mine = kmodel.test_on_batch(X, Y, **kwargs), model.test_on_batch(X, Y, **kwargs)
+        assert type(mine) is type(theirs)
+        np.testing.assert_allclose(mine["loss"] if kwargs.get("return_dict") else mine,
+                                   theirs["loss"] if kwargs.get("return_dict") else theirs, rtol=0, atol=1e-6)
+    assert_weights(model, kmodel)  # test_on_batch leaves the weights alone
+    np.testing.assert_allclose(model.predict_on_batch(X), np.asarray(kmodel.predict_on_batch(X)), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot be specified at the same time"):
+        model.train_on_batch(X, Y, sample_weight=SW, class_weight={0: 1.0})
+    with pytest.raises(ValueError, match="cannot be specified at the same time"):
+        kmodel.train_on_batch(X, Y, sample_weight=SW, class_weight={0: 1.0})
+
+
+def test_test_on_batch_with_metrics_as_keras():
+    kmodel = keras_mlp("adam", metrics=["accuracy", "sparse_categorical_crossentropy"])
+    model = nnjax_mlp(kmodel, "adam", metrics=["accuracy", "sparse_categorical_crossentropy"])
+    theirs, mine = kmodel.test_on_batch(X, Y), model.test_on_batch(X, Y)
+    assert len(mine) == len(theirs) == 3
+    np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)
+    assert model.test_on_batch(X, Y, return_dict=True).keys() == kmodel.test_on_batch(X, Y, return_dict=True).keys()
+
+
+def test_predict_on_batch_compiles_once():
+    traces = []
+
+    class Counted(nj.layers.Layer):
+        def call(self, x):
+            traces.append(1)
+            return x * 2.0
+
+    model = nj.Sequential([nj.layers.Dense(2, input_shape=(5,)), Counted()])
+    first = model.predict_on_batch(X[:4])
+    before = len(traces)
+    second = model.predict_on_batch(X[4:8])
+    assert len(traces) == before, "a second batch of the same shape traced the model again"
+    np.testing.assert_allclose(np.concatenate([first, second]), model.predict(X[:8], batch_size=4, verbose=0), atol=1e-6)
+
+
+def test_on_batch_needs_compile():
+    model = nj.Sequential([nj.layers.Dense(2, input_shape=(5,))])
+    with pytest.raises(RuntimeError, match="compile"):
+        model.train_on_batch(X, Y)
+    with pytest.raises(RuntimeError, match="compile"):
+        model.test_on_batch(X, Y)
