@@ -127,3 +127,63 @@ def test_on_batch_needs_compile():
         model.train_on_batch(X, Y)
     with pytest.raises(RuntimeError, match="compile"):
         model.test_on_batch(X, Y)
+
+
+# ----------------------------------------------------------------------------------- layers and get_layer
+def test_layers_and_get_layer_as_keras():
+    ksequential = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, name="a"), keras.layers.Dense(3, name="b")])
+    sequential = nj.Sequential([nj.Input((5,)), nj.layers.Dense(4, name="a"), nj.layers.Dense(3, name="b")])
+    kinput = keras.Input((5,), name="x")
+    kfunctional = keras.Model(kinput, keras.layers.Dense(3, name="b")(keras.layers.Dense(4, name="a")(kinput)))
+    inputs = nj.Input((5,), name="x")
+    functional = nj.Model(inputs, nj.layers.Dense(3, name="b")(nj.layers.Dense(4, name="a")(inputs)))
+    for mine, theirs in ((sequential, ksequential), (functional, kfunctional)):
+        assert [layer.name for layer in mine.layers] == [layer.name for layer in theirs.layers]
+        assert mine.get_layer("a") is mine.layers[-2] and mine.get_layer(index=-1) is mine.layers[-1]
+        for kwargs in ({"name": "nope"}, {"index": 7}, {"name": "a", "index": 0}, {}):
+            with pytest.raises(ValueError) as keras_error:
+                theirs.get_layer(**kwargs)
+            with pytest.raises(ValueError) as error:
+                mine.get_layer(**kwargs)
+            assert str(error.value) == str(keras_error.value)
+
+
+# ----------------------------------------------------------------------------------- optimizer.learning_rate
+def test_learning_rate_set_and_assign_follow_keras_sgd():
+    kmodel = keras_mlp(keras.optimizers.SGD(0.1))
+    model = nnjax_mlp(kmodel, nj.optimizers.SGD(0.1))
+    np.testing.assert_allclose(float(model.optimizer.learning_rate), float(kmodel.optimizer.learning_rate), rtol=1e-7)
+
+    def steps(n):
+        for i in range(n):
+            batch = (X[4 * (i % 3): 4 * (i % 3) + 4], Y[4 * (i % 3): 4 * (i % 3) + 4])
+            np.testing.assert_allclose(model.train_on_batch(*batch), kmodel.train_on_batch(*batch), rtol=0, atol=1e-6)
+            assert_weights(model, kmodel)
+
+    steps(2)
+    kmodel.optimizer.learning_rate = 0.01
+    model.optimizer.learning_rate = 0.01
+    assert float(model.optimizer.learning_rate) == pytest.approx(float(kmodel.optimizer.learning_rate), rel=1e-7)
+    steps(2)
+    kmodel.optimizer.learning_rate.assign(0.5)
+    model.optimizer.learning_rate.assign(0.5)
+    steps(2)
+    kmodel.optimizer.learning_rate = 0.02  # fit takes the rate from the same state
+    model.optimizer.learning_rate = 0.02
+    kmodel.fit(X, Y, batch_size=4, shuffle=False, verbose=0)
+    model.fit(X, Y, batch_size=4, shuffle=False, verbose=0)
+    assert_weights(model, kmodel)
+    assert model.optimizer.iterations == int(kmodel.optimizer.iterations) == 9
+
+
+def test_learning_rate_of_a_schedule_is_not_settable():
+    schedule = nj.optimizers.schedules.ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5)
+    model = nj.Sequential([nj.layers.Dense(3, input_shape=(5,))])
+    model.compile(nj.optimizers.SGD(schedule), loss="mse")
+    with pytest.raises(TypeError, match="not settable"):
+        model.optimizer.learning_rate = 0.01
+    unbuilt = nj.Sequential([nj.layers.Dense(3)])
+    unbuilt.compile(nj.optimizers.SGD(0.1), loss="mse")
+    assert float(unbuilt.optimizer.learning_rate) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="not built yet"):
+        unbuilt.optimizer.learning_rate = 0.01

@@ -20,6 +20,7 @@ from flax import nnx
 
 from nnjax.callbacks.base import CallbackList, History
 from nnjax.layers.base import Layer, shape_str, unique_name
+from nnjax.layers.core import InputLayer
 from nnjax.layers.sequential import LinenLayer, SequentialModule, is_linen
 from nnjax.shell import checks, inputs
 from nnjax.shell.batches import BatchMixin
@@ -395,8 +396,11 @@ class Model(InputChecks, BatchMixin, InferenceMixin, LoopHooks, WeightsMixin):
     # ------------------------------------------------------------------ introspection
     @property
     def layers(self) -> list:
+        """A Sequential's layers (its `Input` left out, as Keras), or the module itself."""
         module = self.module  # holds the current weights
-        return list(module.layers) if isinstance(module, SequentialModule) else [module]
+        if isinstance(module, SequentialModule):
+            return [layer for layer in module.layers if not isinstance(layer, InputLayer)]
+        return [module]
 
     @property
     def input_shape(self):
