@@ -13,6 +13,7 @@ from nnjax import (
     bench,
     callbacks,
     checkpoint,
+    constraints,
     data,
     datasets,
     initializers,
@@ -24,6 +25,7 @@ from nnjax import (
     optimizers,
     parallel,
     random,
+    regularizers,
     train,
     utils,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "bench",
     "callbacks",
     "checkpoint",
+    "constraints",
     "data",
     "datasets",
     "initializers",
@@ -56,6 +59,7 @@ __all__ = [
     "plot_history",
     "plot_model",
     "random",
+    "regularizers",
     "train",
     "utils",
 ]

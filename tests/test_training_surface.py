@@ -6,6 +6,7 @@ weights after a few float32 steps (the same arithmetic in the same order), 1e-5 
 over a kernel in an order XLA may choose differently.
 """
 
+import jax
 import numpy as np
 import pytest
 
@@ -255,3 +256,160 @@ def test_fit_validation_calls_the_test_batch_hooks_as_keras():
     kmodel.fit(X, Y, callbacks=[recorder(keras.callbacks.Callback, kcalls)], **fit)
     model.fit(X, Y, callbacks=[recorder(nj.callbacks.Callback, calls)], **fit)
     assert_same_calls(calls, kcalls)
+
+
+# ----------------------------------------------------------------------------------- regularizers and constraints
+# Conv3D and Conv2DTranspose share Conv2D's / Conv1DTranspose's weight options (`_ConvBase`); they are left out of
+# the trained model to keep the file fast, and checked by `test_every_conv_takes_the_weight_options`.
+ALL_CASES = ("dense", "conv1d", "conv2d", "conv1d_transpose", "embedding", "simple_rnn", "lstm", "gru")
+
+
+def _layer_cases(lib, options, names=ALL_CASES):
+    """(input shape, input dtype, layer) for each layer case of `names`; `options(name, prefixes)` gives the keyword
+    arguments for the layer named `name` with the weight prefixes `prefixes`."""
+    layers = lib.layers
+    kernel_bias, rnn = ("kernel", "bias"), ("kernel", "recurrent", "bias")
+    cases = {
+        "dense": lambda: ((5,), "float32", layers.Dense(4, activation="tanh", **options("dense", kernel_bias))),
+        "conv1d": lambda: ((6, 2), "float32", layers.Conv1D(3, 3, **options("conv1d", kernel_bias))),
+        "conv2d": lambda: ((5, 5, 2), "float32", layers.Conv2D(3, 3, **options("conv2d", kernel_bias))),
+        "conv1d_transpose": lambda: ((4, 2), "float32",
+                                     layers.Conv1DTranspose(3, 2, strides=2, **options("conv1d_transpose", kernel_bias))),
+        "embedding": lambda: ((6,), "int32", layers.Embedding(10, 3, **options("embedding", ("embeddings",)))),
+        "simple_rnn": lambda: ((4, 3), "float32", layers.SimpleRNN(3, **options("simple_rnn", rnn))),
+        "lstm": lambda: ((4, 3), "float32", layers.LSTM(3, **options("lstm", rnn))),
+        "gru": lambda: ((4, 3), "float32", layers.GRU(3, **options("gru", rnn))),
+    }
+    return [cases[name]() for name in names]
+
+
+def _data(cases):
+    rng = np.random.default_rng(5)
+    xs = [(rng.integers(1, 10, size=(8, *shape)) if dtype == "int32" else rng.normal(size=(8, *shape))).astype(dtype)
+          for shape, dtype, _ in cases]
+    return xs, rng.integers(0, 3, size=8).astype(np.int32)
+
+
+def _model(lib, options, names=ALL_CASES):
+    """One functional model with a branch per layer case (each flattened), concatenated into a softmax head:
+    one compilation for every case."""
+    cases = _layer_cases(lib, options, names)
+    inputs = [lib.Input(shape, dtype=dtype, name=f"in_{i}") for i, (shape, dtype, _) in enumerate(cases)]
+    branches = [lib.layers.Flatten()(layer(x)) for x, (_, _, layer) in zip(inputs, cases, strict=True)]
+    outputs = lib.layers.Dense(3, activation="softmax", name="head")(lib.layers.Concatenate()(branches))
+    return lib.Model(inputs, outputs), cases
+
+
+def _pair(options, names=ALL_CASES):
+    """The Keras model and the nnjax one (Keras's initial weights copied in), and a batch."""
+    keras.utils.set_random_seed(11)
+    kmodel, cases = _model(keras, lambda name, prefixes: {"name": name, **options(keras, name, prefixes)}, names)
+    kmodel.compile(keras.optimizers.SGD(0.2, momentum=0.5), "sparse_categorical_crossentropy")
+    model, _ = _model(nj, lambda name, prefixes: {"name": name, **options(nj, name, prefixes)}, names)
+    for theirs in kmodel.layers:
+        if theirs.weights:
+            model.get_layer(theirs.name).set_weights([np.asarray(w) for w in theirs.get_weights()])
+    model.compile(nj.optimizers.SGD(0.2, momentum=0.5), "sparse_categorical_crossentropy", seed=0)
+    return kmodel, model, _data(cases)
+
+
+def _assert_same_training(kmodel, model, data, steps=3, atol=1e-5):
+    x, y = data
+    for _ in range(steps):
+        np.testing.assert_allclose(model.train_on_batch(x, y), kmodel.train_on_batch(x, y), rtol=0, atol=atol)
+    for theirs in kmodel.layers:
+        for w, kw in zip(model.get_layer(theirs.name).get_weights(), theirs.get_weights(), strict=True):
+            np.testing.assert_allclose(w, np.asarray(kw), rtol=0, atol=atol, err_msg=theirs.name)
+
+
+def _regularizers(lib, name, prefixes):
+    factors = {"kernel": lib.regularizers.L2(0.05), "bias": lib.regularizers.L1(0.03), "recurrent": "l2",
+               "embeddings": lib.regularizers.L1L2(l1=0.01, l2=0.02)}
+    # Keras 3.15's SimpleRNN accepts `activity_regularizer` but never passes it on (LSTM and GRU do); nnjax applies it
+    # as documented, so the SimpleRNN branch is compared without one.
+    activity = {} if name == "simple_rnn" else {"activity_regularizer": lib.regularizers.L1L2(0.01, 0.03)}
+    return {f"{p}_regularizer": factors[p] for p in prefixes} | activity
+
+
+def test_regularizers_join_the_loss_as_keras():
+    kmodel, model, data = _pair(_regularizers)
+    _assert_same_training(kmodel, model, data)
+
+
+def test_every_conv_takes_the_weight_options():
+    x = RNG.normal(size=(2, 4, 4, 4, 1)).astype(np.float32)
+    options = {"kernel_regularizer": nj.regularizers.L2(0.1), "bias_regularizer": nj.regularizers.L1(0.2),
+               "kernel_constraint": nj.constraints.NonNeg(), "bias_constraint": nj.constraints.MaxNorm(1.0)}
+    for cls, inputs in ((nj.layers.Conv3D, x), (nj.layers.Conv2DTranspose, x[:, 0]), (nj.layers.Conv1DTranspose, x[:, 0, 0])):
+        layer = cls(2, 2, bias_initializer="ones", **options)
+        layer(inputs)
+        kernel, bias = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
+        np.testing.assert_allclose(sum(float(v) for v in layer.losses),
+                                   float(keras.regularizers.L2(0.1)(kernel) + keras.regularizers.L1(0.2)(bias)), rtol=1e-6)
+        assert layer.kernel.get_metadata()["constraint"] == nj.constraints.NonNeg()
+        assert layer.bias.get_metadata()["constraint"] == nj.constraints.MaxNorm(1.0)
+
+
+def test_regularizer_names_and_values_as_keras():
+    w = RNG.normal(size=(4, 3)).astype(np.float32)
+    for name in ("l1", "l2", "l1l2", "L1", "L1L2"):
+        np.testing.assert_allclose(nj.regularizers.get(name)(w), keras.regularizers.get(name)(w), rtol=1e-6)
+    for reg in ("L1", "L2"):
+        np.testing.assert_allclose(getattr(nj.regularizers, reg)(0.3)(w), getattr(keras.regularizers, reg)(0.3)(w), rtol=1e-6)
+    np.testing.assert_allclose(nj.regularizers.l1_l2(l1=0.2, l2=0.1)(w), keras.regularizers.l1_l2(l1=0.2, l2=0.1)(w),
+                               rtol=1e-6)
+    for bad in ("l1_l2", "nope"):  # Keras 3 knows neither name
+        with pytest.raises(ValueError):
+            keras.regularizers.get(bad)
+        with pytest.raises(ValueError, match="could not interpret"):
+            nj.regularizers.get(bad)
+    with pytest.raises(TypeError, match="unrecognized keyword"):
+        nj.layers.Flatten(kernel_regularizer="l2")
+
+
+def test_constraint_values_as_keras():
+    w = RNG.normal(size=(4, 3)).astype(np.float32) * 2
+    cases = [("MaxNorm", {"max_value": 1.5}), ("MaxNorm", {"max_value": 1.0, "axis": 1}), ("NonNeg", {}),
+             ("UnitNorm", {}), ("UnitNorm", {"axis": [0, 1]}), ("MinMaxNorm", {"min_value": 0.5, "max_value": 1.2, "rate": 0.6})]
+    for cls, kwargs in cases:
+        np.testing.assert_allclose(getattr(nj.constraints, cls)(**kwargs)(w), getattr(keras.constraints, cls)(**kwargs)(w),
+                                   rtol=0, atol=1e-6, err_msg=cls)
+    for name in ("max_norm", "non_neg", "unit_norm", "min_max_norm"):
+        np.testing.assert_allclose(nj.constraints.get(name)(w), keras.constraints.get(name)(w), rtol=0, atol=1e-6)
+
+
+def _constraints(lib, name, prefixes):
+    chosen = {"kernel": lib.constraints.MaxNorm(0.3), "bias": lib.constraints.NonNeg(), "recurrent": lib.constraints.UnitNorm(),
+              "embeddings": lib.constraints.MinMaxNorm(0.1, 0.4, rate=0.7)}
+    return {f"{p}_constraint": chosen[p] for p in prefixes}
+
+
+def test_apply_constraints_projects_the_constrained_parameters():
+    from nnjax.train import apply_constraints, constraints_of
+
+    lstm = nj.layers.LSTM(3, kernel_constraint=nj.constraints.MaxNorm(0.3), recurrent_constraint="unit_norm",
+                          bias_constraint=nj.constraints.NonNeg())
+    model = nj.Sequential([nj.Input((4, 3)), lstm, nj.layers.Dense(2, kernel_constraint=nj.constraints.MinMaxNorm(0.1, 0.4, rate=0.7))])
+    model.compile("sgd", "mse")
+    expected = {("lstm", "kernel"): keras.constraints.MaxNorm(0.3), ("lstm", "recurrent_kernel"): keras.constraints.UnitNorm(),
+                ("lstm", "bias"): keras.constraints.NonNeg(), ("dense", "kernel"): keras.constraints.MinMaxNorm(0.1, 0.4, rate=0.7)}
+    params = model.state.params
+    assert len(constraints_of(params)) == len(expected)
+    before = {path: v.get_value() for path, v in params.flat_state()}
+    projected = apply_constraints(params)
+    for path, variable in projected.flat_state():
+        layer = "lstm" if "cell" in path else "dense"
+        constraint = expected.get((layer, path[-1]))
+        want = before[path] if constraint is None else np.asarray(constraint(before[path]))
+        np.testing.assert_allclose(variable.get_value(), want, rtol=0, atol=1e-6, err_msg=str(path))
+    frozen = apply_constraints(params, trainable=tuple(False for _ in jax.tree.leaves(params)))
+    for path, variable in frozen.flat_state():
+        np.testing.assert_array_equal(variable.get_value(), before[path])
+    with pytest.raises(NotImplementedError):
+        nj.layers.Dense(2).add_weight((2,), overwrite_with_gradient=True)
+
+
+@pytest.mark.xfail(reason="wired in steps.py by integration", strict=True)
+def test_constraints_after_each_update_as_keras():
+    kmodel, model, data = _pair(_constraints, ("dense", "conv1d", "embedding", "gru"))
+    _assert_same_training(kmodel, model, data)
