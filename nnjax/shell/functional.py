@@ -113,11 +113,13 @@ class FunctionalModel(Model):
             return self.module(x)  # the module holds the current weights (a view of the state)
         return super().__call__(x, training=training, key=key)
 
-    def summary(self, print_fn: Callable[[str], None] | None = None, flops: bool = False) -> str:
-        """Prints (and returns) Keras's table: layer, output shape, parameters and the layers each is connected to."""
-        text = summary_text(self)
-        (print_fn or print)(text)
-        return text
+    def summary(self, print_fn: Callable[[str], None] | None = None, flops: bool = False) -> None:
+        """Prints Keras's table (layer, output shape, parameters, the layers each is connected to) once; returns None.
+
+        `print_fn` is called once with the whole table instead of `print`; `summary_text(model)` returns it.
+        """
+        del flops
+        (print_fn or print)(summary_text(self))
 
 
 def _param_count(module) -> int:

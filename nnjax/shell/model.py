@@ -414,13 +414,17 @@ class Model(InputChecks, BatchMixin, InferenceMixin, LoopHooks, WeightsMixin):
             self._output_shape = (None,) + tuple(out.shape[1:])
         return self._output_shape
 
-    def summary(self, print_fn: Callable[[str], None] | None = None, flops: bool = False) -> str:
-        """Prints (and returns) a table of layers, output shapes and parameter counts."""
+    def summary(self, print_fn: Callable[[str], None] | None = None, flops: bool = False) -> None:
+        """Prints a table of layers, output shapes and parameter counts, once; returns None, as Keras.
+
+        Args:
+          print_fn: called once with the whole table instead of `print` (`print_fn=lines.append` keeps the
+            text); `nj.viz.summary_text(model)` returns it.
+          flops: add each layer's FLOPs per example.
+        """
         from nnjax.viz.summary import summary_text
 
-        text = summary_text(self, flops=flops)
-        (print_fn or print)(text)
-        return text
+        (print_fn or print)(summary_text(self, flops=flops))
 
 
 __all__ = ["CompileConfig", "Model"]
