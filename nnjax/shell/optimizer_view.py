@@ -71,7 +71,11 @@ class LearningRate:
         return self
 
     def __float__(self) -> float:
-        return float(self.value.reshape(-1)[0])  # an ensemble's members share one rate (see `assign_learning_rate`)
+        rates = self.value.reshape(-1)
+        if not np.all(rates == rates[0]):  # an ensemble sweeping the rate: no single float
+            raise ValueError(f"model.optimizer.learning_rate: the members' rates differ ({rates.tolist()}); read them with "
+                             "np.asarray(model.optimizer.learning_rate)")
+        return float(rates[0])
 
     def __array__(self, dtype=None, copy=None):
         return self.value if dtype is None else self.value.astype(dtype)
