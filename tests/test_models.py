@@ -193,7 +193,9 @@ def test_models_work_with_the_shell(digits):
     (x_train, y_train), (x_test, y_test) = digits
     model = nj.Model(M.ResNet((1, 1), (16, 32), shortcut="projection", name="resnet_digits"), input_shape=(8, 8, 1))
     model.compile(nj.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"], seed=0, steps_per_execution=16)
-    text = model.summary(print_fn=lambda s: None)
+    printed = []
+    assert model.summary(print_fn=printed.append) is None
+    text = "\n".join(printed)
     assert "resnet_digits" in text and f"{model.count_params():,}" in text
     model.fit(x_train[:1024, ..., None], y_train[:1024], batch_size=64, epochs=4, verbose=0)
     _, accuracy = model.evaluate(x_test[..., None], y_test, batch_size=len(x_test), verbose=0)

@@ -345,6 +345,9 @@ class CallbackList:
         return iter(self.callbacks)
 
     def call(self, hook: str, *args) -> None:
+        """Calls `hook(*args)` on every callback; logs of None are passed as `{}`, as Keras passes them."""
+        if args and args[-1] is None:
+            args = (*args[:-1], {})
         for cb in self.callbacks:
             getattr(cb, hook)(*args)
 

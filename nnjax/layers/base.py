@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nnjax import initializers
+from nnjax import constraints, initializers, regularizers
 from nnjax.layers.init_args import recording_init
 from nnjax.layers.utils import is_prng_key
 from nnjax.utils.random import as_key, call_frame, current_call_frame, next_call_key
@@ -494,7 +494,8 @@ class Layer(nnx.Module):
         when it names a single dtype.
       trainable: Keras's flag, stored as `layer.trainable` (and returned by `get_config`).
       input_dim: Keras's shorthand for `input_shape=(input_dim,)`.
-      activity_regularizer: `fn(outputs) -> scalar` added as a loss at every call.
+      activity_regularizer: `fn(outputs) -> scalar` or a name ("l2"); at every call its value on each output,
+        divided by the output's batch size (Keras 3), is added as a loss.
 
     Eager calls of nnjax's own layers run compiled: one XLA program per layer and input shape (cached),
     instead of one per operation, which makes a first standalone call several times faster. Inside
@@ -509,6 +510,9 @@ class Layer(nnx.Module):
 
     # Which input axes `__call__` checks against the built shape: "all" or a tuple of axes.
     _checked_axes: Any = "all"
+    # Keras's per-weight options: `(prefix, attribute)` pairs; `{prefix}_regularizer=` and `{prefix}_constraint=`
+    # of the constructor apply to the weight stored as `self.{attribute}` (e.g. ("recurrent", "recurrent_kernel")).
+    _weight_options: tuple[tuple[str, str], ...] = ()
     _min_ndim: int | None = None
     _ndim: int | None = None  # the exact rank the layer needs, batch axis included
 
@@ -530,6 +534,10 @@ class Layer(nnx.Module):
                  dtype=None, trainable: bool = True, autocast: bool = True, input_dim: int | None = None,
                  activity_regularizer=None, **kwargs):
         where = f"{type(self).__name__}.__init__"
+        weight_options = {}
+        for prefix, _ in type(self)._weight_options:
+            weight_options[f"{prefix}_regularizer"] = regularizers.get(kwargs.pop(f"{prefix}_regularizer", None), where)
+            weight_options[f"{prefix}_constraint"] = constraints.get(kwargs.pop(f"{prefix}_constraint", None), where)
         unknown = sorted(set(kwargs) - {"batch_size", "batch_input_shape"})
         if unknown:
             raise TypeError(f"{where}: unrecognized keyword arguments {unknown}")
@@ -542,7 +550,9 @@ class Layer(nnx.Module):
         self.param_dtype = _param_dtype(dtype, where)
         self.trainable = bool(trainable)
         self.autocast = bool(autocast)
-        self.activity_regularizer = activity_regularizer
+        self.activity_regularizer = regularizers.get(activity_regularizer, where)
+        for option, value in weight_options.items():
+            setattr(self, option, value)
         self.built = False
         self.built_input_shape = None  # batch axis as None
         self.built_output_shape = None
@@ -552,6 +562,13 @@ class Layer(nnx.Module):
     def __setattr__(self, name: str, value) -> None:
         if isinstance(value, _KerasVariableMethods) and value.get_metadata().get("name") is None:
             value.set_metadata(name=name)  # an unnamed weight takes its attribute's name ("kernel", "bias")
+        if isinstance(value, _KerasVariableMethods):
+            for prefix, attribute in type(self)._weight_options:  # kernel_regularizer=, kernel_constraint=, ...
+                if attribute == name:
+                    for kind in ("regularizer", "constraint"):
+                        option = getattr(self, f"{prefix}_{kind}", None)
+                        if option is not None and value.get_metadata().get(kind) is None:
+                            value.set_metadata(**{kind: option})
         super().__setattr__(name, _trackable(value))
         if name == "trainable" and "built" in vars(self):  # Keras: freezing a layer freezes its sublayers
             for sub in self._sublayers():
@@ -600,8 +617,9 @@ class Layer(nnx.Module):
           trainable: a `TrainableVariable` (an `nnx.Param`) when True; a `NonTrainableVariable` (an
             `nnx.BatchStat`: non-trainable state, kept in `TrainState.model_state`) when False.
           autocast, aggregation: accepted for Keras compatibility (no effect).
-          regularizer: `fn(weight) -> scalar`, added to the loss once per forward pass.
-          constraint: not supported (raises).
+          regularizer: `fn(weight) -> scalar` or a name ("l2"), added to the loss once per forward pass.
+          constraint: `fn(weight) -> weight` or a name ("max_norm"), applied after every optimizer update
+            (`nnjax.train.constraints.apply_constraints`), as in Keras.
           overwrite_with_gradient: not supported (raises).
           name: the weight's name (`variable.name`).
           key: PRNG key for the initialiser; without one, inside `build` the key comes from the
@@ -612,14 +630,11 @@ class Layer(nnx.Module):
           The `TrainableVariable` / `NonTrainableVariable`.
 
         Raises:
-          NotImplementedError: for `constraint=` or `overwrite_with_gradient=True`.
+          NotImplementedError: for `overwrite_with_gradient=True`.
         """
         where = f'Layer "{self.name}": add_weight'
-        if constraint is not None:
-            raise NotImplementedError(
-                f"{where}: `constraint=` is not supported (constraints are applied after each optimizer step, which "
-                "nnjax's train_step does not do); project the weight inside `call` instead, e.g. `ops.clip(w, ...)`"
-            )
+        regularizer = regularizers.get(regularizer, where) if isinstance(regularizer, (str, dict)) else regularizer
+        constraint = constraints.get(constraint, where)
         if overwrite_with_gradient:
             raise NotImplementedError(f"{where}: `overwrite_with_gradient=True` is not supported")
         del autocast, aggregation
@@ -634,6 +649,8 @@ class Layer(nnx.Module):
         metadata = {"name": name}  # None: named after the attribute that holds it (see __setattr__)
         if regularizer is not None:
             metadata["regularizer"] = regularizer
+        if constraint is not None:
+            metadata["constraint"] = constraint
         frames = _build_stack.__dict__.get("weights")
         building = bool(frames) and frames[-1][0] is self
         if key is None:
@@ -834,12 +851,24 @@ class Layer(nnx.Module):
 
     def _add_penalties(self, outputs) -> None:
         """Activity and weight regularizers, as Keras adds them to the layer's losses."""
-        if self.activity_regularizer is not None:
-            self.add_loss(self.activity_regularizer(outputs))
+        if self.activity_regularizer is not None:  # Keras 3: per output, divided by its batch size
+            for output in jax.tree.leaves(outputs):
+                if isinstance(output, jax.Array):
+                    penalty = self.activity_regularizer(output)
+                    if output.ndim > 0:
+                        size = jnp.asarray(output.shape[0], jnp.result_type(penalty))
+                        penalty = jnp.where(size != 0, penalty / jnp.where(size != 0, size, 1), 0)
+                    self.add_loss(penalty)
+        self._add_weight_penalties()
+
+    def _add_weight_penalties(self) -> None:
+        """The regularizers of this layer's own weights, once per loss collection (a forward pass); an eager call
+        outside any collection records them in `layer.losses`, as Keras's `layer.losses` holds them."""
         collector = _current_collector()
-        if collector is None or id(self) in collector.regularized:
-            return
-        collector.regularized.add(id(self))
+        if collector is not None:
+            if id(self) in collector.regularized:
+                return
+            collector.regularized.add(id(self))
         for variable in self._own_variables():
             regularizer = getattr(variable, "regularizer", None) if isinstance(variable, _KerasVariableMethods) else None
             if regularizer is not None:

@@ -35,6 +35,7 @@ class _ConvBase(Layer):
     rank: int = 2
     _paddings: tuple[str, ...] = ("valid", "same")
     _jit_eager_calls = True
+    _weight_options = (("kernel", "kernel"), ("bias", "bias"))
 
     def __init__(self, filters: int, kernel_size, strides=1, padding: str = "valid", data_format: str | None = None,
                  dilation_rate=1, activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",

@@ -38,6 +38,7 @@ class Dense(Layer):
     _checked_axes = (-1,)
     _min_ndim = 2
     _jit_eager_calls = True
+    _weight_options = (("kernel", "kernel"), ("bias", "bias"))
 
     def __init__(self, units: int, activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):

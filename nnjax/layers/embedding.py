@@ -40,6 +40,7 @@ class Embedding(Layer):
 
     _checked_axes = ()
     _jit_eager_calls = True
+    _weight_options = (("embeddings", "embeddings"),)
 
     def __init__(self, input_dim: int, output_dim: int, embeddings_initializer="uniform", mask_zero: bool = False,
                  **kwargs):

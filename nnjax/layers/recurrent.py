@@ -57,12 +57,15 @@ class _Cell(Layer):
     _checked_axes = (-1,)
     _jit_eager_calls = True
     num_gates: int = 1
+    _weight_options = (("kernel", "kernel"), ("recurrent", "recurrent_kernel"), ("bias", "bias"))
 
     def __init__(self, units: int, activation="tanh", use_bias: bool = True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", dropout: float = 0.0,
                  recurrent_dropout: float = 0.0, **kwargs):
         name, key, seed, dtype, input_shape = (kwargs.pop(k, None) for k in ("name", "key", "seed", "dtype", "input_shape"))
-        super().__init__(name=name, key=key, seed=seed, dtype=dtype, input_shape=input_shape)
+        weight_options = {f"{prefix}_{kind}": kwargs[f"{prefix}_{kind}"] for prefix, _ in self._weight_options
+                          for kind in ("regularizer", "constraint") if f"{prefix}_{kind}" in kwargs}
+        super().__init__(name=name, key=key, seed=seed, dtype=dtype, input_shape=input_shape, **weight_options)
         where = f'{type(self).__name__} "{self.name}"'
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
             raise ValueError(f"{where}: `units` must be a positive int; got {units!r}")
@@ -326,7 +329,9 @@ class RNN(Layer):
             self._check_input(x)
         if mask is not None:
             mask = check_mask_shape(f'Layer "{self.name}"', mask, x)
-        return self._invoke(x, training=training, key=key, initial_state=initial_state, mask=mask)
+        outputs = self._invoke(x, training=training, key=key, initial_state=initial_state, mask=mask)
+        self._add_penalties(outputs)
+        return outputs
 
     def compute_mask(self, inputs, previous_mask=None):
         mask = previous_mask[0] if isinstance(previous_mask, (list, tuple)) else previous_mask
@@ -391,6 +396,10 @@ class RNN(Layer):
             return [output] + [(batch, size) for size in self.cell.state_size]
         return output
 
+    def _add_penalties(self, outputs) -> None:
+        super()._add_penalties(outputs)
+        self.cell._add_weight_penalties()  # the cell's weights are used through `project`/`recur`, not its `__call__`
+
     def _clone_args(self) -> dict:
         return {"return_sequences": self.return_sequences, "return_state": self.return_state,
                 "go_backwards": self.go_backwards, "unroll": self.unroll, "zero_output_for_mask": self.zero_output_for_mask}
@@ -412,14 +421,16 @@ class _KerasRNN(RNN):
 
     def __init__(self, units: int, *, return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, unroll: bool | int = False, zero_output_for_mask: bool = False,
-                 name: str | None = None, key=None, seed=None, dtype=None, input_shape=None, **cell_kwargs):
+                 name: str | None = None, key=None, seed=None, dtype=None, input_shape=None, activity_regularizer=None,
+                 **cell_kwargs):
         name = name or unique_name(snake_case(type(self).__name__))
         try:
             cell = self._cell_type(units, dtype=dtype, name=f"{name}_cell", **cell_kwargs)
         except (TypeError, ValueError) as err:
             raise type(err)(f'{type(self).__name__} "{name}": {err}') from None
         super().__init__(cell, return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards,
-                         unroll=unroll, zero_output_for_mask=zero_output_for_mask, name=name, key=key, seed=seed, dtype=dtype, input_shape=input_shape)
+                         unroll=unroll, zero_output_for_mask=zero_output_for_mask, name=name, key=key, seed=seed, dtype=dtype,
+                         input_shape=input_shape, activity_regularizer=activity_regularizer)
         self._cell_args = tuple(sorted({"units": units, "dtype": dtype, **cell_kwargs}.items()))
 
     def reversed_copy(self, name: str) -> RNN:

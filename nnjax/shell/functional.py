@@ -84,16 +84,6 @@ class FunctionalModel(Model):
         inner = [_models.get(layer, layer) for layer in self.module.layers]
         return [t for t in self.inputs if isinstance(t, nnx.Module)] + inner
 
-    def get_layer(self, name: str | None = None, index: int | None = None):
-        """A layer by name or by index into `layers`."""
-        layers = self.layers
-        if index is not None:
-            return layers[index]
-        for layer in layers:
-            if getattr(layer, "name", None) == name:
-                return layer
-        raise ValueError(f'Model "{self.name}": no layer named {name!r}; layers are {[getattr(x, "name", None) for x in layers]}')
-
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs) -> None:
         """`Model.compile`; a model with several outputs needs `loss_fn` until per-output losses exist.
 
@@ -123,11 +113,13 @@ class FunctionalModel(Model):
             return self.module(x)  # the module holds the current weights (a view of the state)
         return super().__call__(x, training=training, key=key)
 
-    def summary(self, print_fn: Callable[[str], None] | None = None, flops: bool = False) -> str:
-        """Prints (and returns) Keras's table: layer, output shape, parameters and the layers each is connected to."""
-        text = summary_text(self)
-        (print_fn or print)(text)
-        return text
+    def summary(self, print_fn: Callable[[str], None] | None = None, flops: bool = False) -> None:
+        """Prints Keras's table (layer, output shape, parameters, the layers each is connected to) once; returns None.
+
+        `print_fn` is called once with the whole table instead of `print`; `summary_text(model)` returns it.
+        """
+        del flops
+        (print_fn or print)(summary_text(self))
 
 
 def _param_count(module) -> int:

@@ -20,12 +20,15 @@ from flax import nnx
 
 from nnjax.callbacks.base import CallbackList, History
 from nnjax.layers.base import Layer, shape_str, unique_name
+from nnjax.layers.core import InputLayer
 from nnjax.layers.sequential import LinenLayer, SequentialModule, is_linen
 from nnjax.shell import checks, inputs
+from nnjax.shell.batches import BatchMixin
 from nnjax.shell.compile_config import CompileConfig, resolve
 from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
 from nnjax.shell.input_checks import InputChecks
+from nnjax.shell.optimizer_view import ModelOptimizer
 from nnjax.shell.overrides import StepOverrides
 from nnjax.shell.saving_mixin import SavingMixin
 from nnjax.shell.subclassing import SubclassingMixin, module_for
@@ -37,9 +40,10 @@ from nnjax.train.state import StepConfig, TrainState
 from nnjax.utils.random import as_key
 
 _FUNCTIONAL_SUBCLASSES: dict = {}  # a Model subclass -> the functional model class with its methods
+_NO_OPTIMIZER = optax.identity()  # one object: an uncompiled model's inference state keeps one jit cache entry
 
 
-class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHooks, WeightsMixin, SavingMixin):
+class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceMixin, LoopHooks, WeightsMixin, SavingMixin):
     """A trainable model: a Flax NNX module plus Keras's training methods.
 
     Args:
@@ -247,8 +251,9 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHo
         return self._compiled is not None
 
     @property
-    def optimizer(self):
-        return None if self._compiled is None else self._compiled.tx
+    def optimizer(self) -> ModelOptimizer | None:
+        """The compiled optax transformation, with Keras's `learning_rate` (readable, settable) and `iterations`."""
+        return None if self._compiled is None else ModelOptimizer.of(self)
 
     @property
     def distribution(self):
@@ -333,7 +338,7 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHo
         graphdef, params, model_state = nnx.split(self._module, nnx.Param, ...)
         return TrainState(
             step=jnp.zeros((), jnp.int32), params=params, model_state=model_state, opt_state=(),
-            rng=jax.random.PRNGKey(0), graphdef=graphdef, tx=optax.identity(), config=StepConfig(),
+            rng=jax.random.PRNGKey(0), graphdef=graphdef, tx=_NO_OPTIMIZER, config=StepConfig(),
         )
 
     # ------------------------------------------------------------------ fit
@@ -426,8 +431,11 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHo
     # ------------------------------------------------------------------ introspection
     @property
     def layers(self) -> list:
+        """A Sequential's layers (its `Input` left out, as Keras), or the module itself."""
         module = self.module  # holds the current weights
-        return list(module.layers) if isinstance(module, SequentialModule) else [module]
+        if isinstance(module, SequentialModule):
+            return [layer for layer in module.layers if not isinstance(layer, InputLayer)]
+        return [module]
 
     @property
     def input_shape(self):
@@ -441,13 +449,17 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, InferenceMixin, LoopHo
             self._output_shape = (None,) + tuple(out.shape[1:])
         return self._output_shape
 
-    def summary(self, print_fn: Callable[[str], None] | None = None, flops: bool = False) -> str:
-        """Prints (and returns) a table of layers, output shapes and parameter counts."""
+    def summary(self, print_fn: Callable[[str], None] | None = None, flops: bool = False) -> None:
+        """Prints a table of layers, output shapes and parameter counts, once; returns None, as Keras.
+
+        Args:
+          print_fn: called once with the whole table instead of `print` (`print_fn=lines.append` keeps the
+            text); `nj.viz.summary_text(model)` returns it.
+          flops: add each layer's FLOPs per example.
+        """
         from nnjax.viz.summary import summary_text
 
-        text = summary_text(self, flops=flops)
-        (print_fn or print)(text)
-        return text
+        (print_fn or print)(summary_text(self, flops=flops))
 
 
 __all__ = ["CompileConfig", "Model"]

@@ -4,7 +4,20 @@ Everything `Model.fit` does is built from these parts; a custom loop can use
 them with `jax.jit`, `jax.vmap`, sharding or `shard_map` and nothing else.
 """
 
-from nnjax.train import confusion, ema, freeze, losses, metrics, nonfinite, optimizer_rules, optimizers, precision, schedules
+from nnjax.train import (
+    confusion,
+    constraints,
+    ema,
+    freeze,
+    losses,
+    metrics,
+    nonfinite,
+    optimizer_rules,
+    optimizers,
+    precision,
+    schedules,
+)
+from nnjax.train.constraints import apply_constraints, constraints_of
 from nnjax.train.freeze import param_labels
 from nnjax.train.state import OutputHead, StepConfig, TrainState, stack_states, unstack_state
 from nnjax.train.steps import (
@@ -23,11 +36,14 @@ __all__ = [
     "OutputHead",
     "StepConfig",
     "TrainState",
+    "apply_constraints",
     "apply_model",
     "call_module",
     "compute_loss",
     "compute_metrics",
     "confusion",
+    "constraints",
+    "constraints_of",
     "ema",
     "eval_step",
     "freeze",
