@@ -272,7 +272,7 @@ class FitLoop:
             start_step = 0
             if self.val_source is not None and (epoch + 1) % self.validation_freq == 0 and not self.halted:
                 callbacks.call("on_test_begin", None)
-                val_logs = model._evaluate_source(self.val_source, keep_on_device=True)
+                val_logs = model._evaluate_source(self.val_source, keep_on_device=True, callbacks=callbacks)
                 callbacks.call("on_test_end", val_logs)
                 raw.update({f"val_{k}": v for k, v in val_logs.items()})
             raw.update(model._optimizer_logs(callbacks))

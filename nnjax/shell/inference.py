@@ -112,7 +112,8 @@ class InferenceMixin:
         config = self._require_compiled("evaluate")
         if y is None and config.loss_fn is None and x is not None and not is_streaming(x):
             raise ValueError(
-                f"evaluate: `y` is required: loss '{config.loss.name}' compares the outputs with targets; got y=None "
+                f"evaluate: `y` is required: loss '{config.loss.name if config.loss is not None else 'per-output losses'}' "
+                "compares the outputs with targets; got y=None "
                 "(pass evaluate(x, y), or a dataset that yields (x, y) batches)"
             )
         source = self._source(x, y, sample_weight, batch_size, False, "evaluate")

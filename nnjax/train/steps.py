@@ -27,6 +27,7 @@ from nnjax.layers.calling import call_module
 from nnjax.layers.noise import activity_loss
 from nnjax.train import freeze, nonfinite, precision
 from nnjax.train import losses as losses_lib
+from nnjax.train.constraints import apply_constraints
 from nnjax.train.losses import at_least_f32
 from nnjax.train.metrics import weighted_sum_and_count
 from nnjax.train.state import TrainState
@@ -465,6 +466,7 @@ def train_step_totals(state: TrainState, batch) -> tuple[TrainState, dict[str, A
     updates, new_opt_state = state.tx.update(grads, state.opt_state, state.params)
     updates = freeze.zero_frozen(updates, state.config.trainable)
     new_params = optax.apply_updates(state.params, updates)
+    new_params = apply_constraints(new_params, trainable=state.config.trainable)  # Keras: after each update
     new_state = state.replace(
         step=state.step + 1, params=new_params, model_state=new_model_state, opt_state=new_opt_state
     )
