@@ -45,6 +45,7 @@ def _single_run(seed, x, y, validation_data=None, optimizer="adam", build=_build
     return model, history.history
 
 
+@pytest.mark.slow  # nine trainings: the ensemble and each of its eight members alone
 def test_eight_members_each_equal_the_model_trained_alone(digits):
     x, y, x_test, _ = _data(digits, 512)
     ens = parallel.Ensemble(_build, size=8)

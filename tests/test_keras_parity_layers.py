@@ -37,6 +37,9 @@ class Row:
     kwargs: dict = dataclasses.field(default_factory=dict)  # call keyword arguments (both sides)
     atol: float = 1e-5
     grads: bool = True
+    # Build both layers with "zeros" initialisers, then give Keras's weights random values (copied to nnjax as
+    # always): a random initialiser (orthogonal above all) compiles per shape and costs more than the row.
+    zeros: bool = False
 
 
 SEQ = f32(2, 6, 3)
@@ -101,9 +104,9 @@ ROWS = [
     Row("cropping3d_pairs", lambda: keras.layers.Cropping3D(((0, 1), (2, 1), (1, 0))),
         lambda: L.Cropping3D(((0, 1), (2, 1), (1, 0))), VOL),
     Row("time_distributed_dense", lambda: keras.layers.TimeDistributed(keras.layers.Dense(4)),
-        lambda: L.TimeDistributed(L.Dense(4)), SEQ, {"kernel": "layer.kernel", "bias": "layer.bias"}),
+        lambda: L.TimeDistributed(L.Dense(4)), SEQ, {"kernel": "layer.kernel", "bias": "layer.bias"}, zeros=True),
     Row("time_distributed_conv2d", lambda: keras.layers.TimeDistributed(keras.layers.Conv2D(2, 3)),
-        lambda: L.TimeDistributed(L.Conv2D(2, 3)), f32(2, 3, 5, 5, 2), {"kernel": "layer.kernel", "bias": "layer.bias"}),
+        lambda: L.TimeDistributed(L.Conv2D(2, 3)), f32(2, 3, 5, 5, 2), {"kernel": "layer.kernel", "bias": "layer.bias"}, zeros=True),
     # preprocessing
     Row("rescaling", lambda: keras.layers.Rescaling(1 / 255.0), lambda: L.Rescaling(1 / 255.0), IMG),
     Row("rescaling_offset", lambda: keras.layers.Rescaling(1 / 127.5, offset=-1), lambda: L.Rescaling(1 / 127.5, offset=-1), IMG),
@@ -143,26 +146,26 @@ ROWS = [
         SEQ),
     # depthwise and separable convolutions
     Row("depthwise_conv1d", lambda: keras.layers.DepthwiseConv1D(3, depth_multiplier=2, bias_initializer="random_normal"),
-        lambda: L.DepthwiseConv1D(3, depth_multiplier=2), f32(2, 8, 3), {"kernel": "kernel", "bias": "bias"}),
+        lambda: L.DepthwiseConv1D(3, depth_multiplier=2), f32(2, 8, 3), {"kernel": "kernel", "bias": "bias"}, zeros=True),
     Row("depthwise_conv1d_same_strided", lambda: keras.layers.DepthwiseConv1D(4, strides=2, padding="same"),
-        lambda: L.DepthwiseConv1D(4, strides=2, padding="same"), f32(2, 9, 3), {"kernel": "kernel", "bias": "bias"}),
+        lambda: L.DepthwiseConv1D(4, strides=2, padding="same"), f32(2, 9, 3), {"kernel": "kernel", "bias": "bias"}, zeros=True),
     Row("depthwise_conv2d", lambda: keras.layers.DepthwiseConv2D(3, bias_initializer="random_normal", activation="relu"),
-        lambda: L.DepthwiseConv2D(3, activation="relu"), IMG, {"kernel": "kernel", "bias": "bias"}),
+        lambda: L.DepthwiseConv2D(3, activation="relu"), IMG, {"kernel": "kernel", "bias": "bias"}, zeros=True),
     Row("depthwise_conv2d_dilated", lambda: keras.layers.DepthwiseConv2D((2, 3), depth_multiplier=3, dilation_rate=2,
                                                                        padding="same", use_bias=False),
         lambda: L.DepthwiseConv2D((2, 3), depth_multiplier=3, dilation_rate=2, padding="same", use_bias=False), IMG,
-        {"kernel": "kernel"}),
+        {"kernel": "kernel"}, zeros=True),
     Row("depthwise_conv2d_channels_first", lambda: keras.layers.DepthwiseConv2D(3, strides=2, data_format="channels_first"),
-        lambda: L.DepthwiseConv2D(3, strides=2, data_format="channels_first"), f32(2, 3, 7, 8), {"kernel": "kernel", "bias": "bias"}),
+        lambda: L.DepthwiseConv2D(3, strides=2, data_format="channels_first"), f32(2, 3, 7, 8), {"kernel": "kernel", "bias": "bias"}, zeros=True),
     Row("separable_conv1d", lambda: keras.layers.SeparableConv1D(4, 3, depth_multiplier=2, bias_initializer="random_normal"),
         lambda: L.SeparableConv1D(4, 3, depth_multiplier=2), f32(2, 8, 3),
-        {"depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel", "bias": "bias"}),
+        {"depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel", "bias": "bias"}, zeros=True),
     Row("separable_conv2d", lambda: keras.layers.SeparableConv2D(5, 3, strides=2, padding="same", activation="tanh"),
         lambda: L.SeparableConv2D(5, 3, strides=2, padding="same", activation="tanh"), IMG,
-        {"depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel", "bias": "bias"}),
+        {"depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel", "bias": "bias"}, zeros=True),
     Row("separable_conv2d_dilated", lambda: keras.layers.SeparableConv2D(2, 2, dilation_rate=2, use_bias=False),
         lambda: L.SeparableConv2D(2, 2, dilation_rate=2, use_bias=False), IMG,
-        {"depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel"}),
+        {"depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel"}, zeros=True),
     # stochastic layers in inference, and ActivityRegularization: the identity
     Row("spatial_dropout1d_inference", lambda: keras.layers.SpatialDropout1D(0.5), lambda: L.SpatialDropout1D(0.5), SEQ),
     Row("spatial_dropout2d_inference", lambda: keras.layers.SpatialDropout2D(0.5), lambda: L.SpatialDropout2D(0.5), IMG),
@@ -216,11 +219,11 @@ ROWS = [
     Row("conv_lstm2d_same_sequences_backwards", lambda: keras.layers.ConvLSTM2D(2, (2, 3), padding="same", return_sequences=True,
                                                                               go_backwards=True, bias_initializer="random_normal"),
         lambda: L.ConvLSTM2D(2, (2, 3), padding="same", return_sequences=True, go_backwards=True), f32(2, 2, 4, 5, 2),
-        CONV_LSTM_WEIGHTS),
+        CONV_LSTM_WEIGHTS, zeros=True),
     Row("conv_lstm2d_strided_channels_first", lambda: keras.layers.ConvLSTM2D(2, 3, strides=2, data_format="channels_first"),
-        lambda: L.ConvLSTM2D(2, 3, strides=2, data_format="channels_first"), f32(2, 2, 2, 7, 7), CONV_LSTM_WEIGHTS),
+        lambda: L.ConvLSTM2D(2, 3, strides=2, data_format="channels_first"), f32(2, 2, 2, 7, 7), CONV_LSTM_WEIGHTS, zeros=True),
     Row("conv_lstm1d", lambda: keras.layers.ConvLSTM1D(3, 2, dilation_rate=2, return_sequences=True),
-        lambda: L.ConvLSTM1D(3, 2, dilation_rate=2, return_sequences=True), f32(2, 2, 6, 2), CONV_LSTM_WEIGHTS),
+        lambda: L.ConvLSTM1D(3, 2, dilation_rate=2, return_sequences=True), f32(2, 2, 6, 2), CONV_LSTM_WEIGHTS, zeros=True),
 ]
 
 
@@ -245,6 +248,11 @@ def copy_keras_weights(row: Row, klayer, layer) -> None:
         variable[...] = jnp.asarray(value)
 
 
+# One compiled program per side and row, XLA's cheap pipeline: the rows are tiny, op-by-op dispatch and LLVM's
+# expensive passes cost far more than the arithmetic (the tolerances are unchanged).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
 def run_keras(klayer, x, kwargs, cotangent):
     """Keras's output and the gradients of sum(output * cotangent) (input, then each trainable weight by name)."""
     trainable = [v.value for v in klayer.trainable_variables]
@@ -256,7 +264,8 @@ def run_keras(klayer, x, kwargs, cotangent):
         return jnp.sum(out * cotangent), out
 
     x = jax.tree.map(jnp.asarray, x)
-    (_, out), (dweights, dx) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(trainable, x)
+    grads = jax.jit(jax.value_and_grad(objective, argnums=(0, 1), has_aux=True), compiler_options=FAST_COMPILE)
+    (_, out), (dweights, dx) = grads(trainable, x)
     return np.asarray(out), dx, dict(zip(names, dweights, strict=True))
 
 
@@ -268,7 +277,8 @@ def run_nnjax(layer, x, kwargs, cotangent):
         return jnp.sum(out * cotangent), out
 
     x = jax.tree.map(jnp.asarray, x)
-    (_, out), (dparams, dx) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(params, x)
+    grads = jax.jit(jax.value_and_grad(objective, argnums=(0, 1), has_aux=True), compiler_options=FAST_COMPILE)
+    (_, out), (dparams, dx) = grads(params, x)
     return np.asarray(out), dx, dparams
 
 
@@ -277,6 +287,17 @@ def _grad_at(dparams, path: str):
     for part in path.split("."):
         node = node[part]
     return np.asarray(node[...] if hasattr(node, "__getitem__") and not isinstance(node, dict) else node)
+
+
+def zero_initializers(layer, zeros) -> None:
+    """Sets every `*_initializer` of an unbuilt layer, of its cell and of the layer it wraps to `zeros`."""
+    replaced = 0
+    for obj in (layer, getattr(layer, "cell", None), getattr(layer, "layer", None)):
+        for name in list(vars(obj)) if obj is not None else []:
+            if name.endswith("_initializer") and getattr(obj, name) is not None:
+                setattr(obj, name, zeros)
+                replaced += 1
+    assert replaced, f"{type(layer).__name__} has no *_initializer attribute to replace"
 
 
 def _batchless(x):
@@ -289,8 +310,15 @@ def _batchless(x):
 def test_matches_keras(row):
     x = row.x
     klayer = row.keras()
-    expected = np.asarray(klayer(x, **row.kwargs))  # builds Keras's layer
     layer = row.nnjax()
+    if row.zeros:
+        zero_initializers(klayer, keras.initializers.Zeros())
+        zero_initializers(layer, nj.initializers.get("zeros"))
+        klayer(x, **row.kwargs)  # builds Keras's layer
+        weight_rng = np.random.default_rng(1)
+        for variable in klayer.weights:
+            variable.assign(weight_rng.uniform(-0.5, 0.5, size=variable.shape).astype(np.float32))
+    expected = np.asarray(klayer(x, **row.kwargs))  # builds Keras's layer (unless built above)
     out = np.asarray(layer(x, **row.kwargs))  # builds nnjax's layer
     copy_keras_weights(row, klayer, layer)
     assert tuple(layer.compute_output_shape(_batchless(x))) == (None,) + expected.shape[1:]
