@@ -457,6 +457,7 @@ def test_functional_merge_forms_match_keras():
 NOT_COMPARED = {
     "Layer": "the base class, no computation of its own; its subclassing contract (build/add_weight/call) is checked in "
              "test_layer_subclassing.py",
+    "Masking": "compared with Keras 3 where it matters, the mask it carries, in test_masking.py (through LSTMs)",
     **{name: "Keras 3 computes it with TensorFlow (not installed here); nnjax's host-side version is checked against "
              "Keras's documented examples in test_lookup_layers.py" for name in ("StringLookup", "IntegerLookup", "TextVectorization")},
 }
