@@ -294,8 +294,9 @@ def _model(lib, options, names=ALL_CASES):
     one compilation for every case."""
     cases = _layer_cases(lib, options, names)
     inputs = [lib.Input(shape, dtype=dtype, name=f"in_{i}") for i, (shape, dtype, _) in enumerate(cases)]
-    branches = [lib.layers.Flatten()(layer(x)) for x, (_, _, layer) in zip(inputs, cases, strict=True)]
-    outputs = lib.layers.Dense(3, activation="softmax", name="head")(lib.layers.Concatenate()(branches))
+    # Every layer named: Keras's and nnjax's default name counters depend on what ran before in the process.
+    branches = [lib.layers.Flatten(name=f"flat_{i}")(layer(x)) for i, (x, (_, _, layer)) in enumerate(zip(inputs, cases, strict=True))]
+    outputs = lib.layers.Dense(3, activation="softmax", name="head")(lib.layers.Concatenate(name="joined")(branches))
     return lib.Model(inputs, outputs), cases
 
 
