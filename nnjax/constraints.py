@@ -12,11 +12,12 @@ and divided with Keras's `epsilon()` (1e-7) added.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from nnjax._identifiers import resolve
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -135,23 +136,7 @@ def get(identifier: Any, where: str = "constraint"):
     Raises:
       ValueError: for an unknown name or a value that is not callable; the message lists the names.
     """
-    if identifier is None:
-        return None
-    if isinstance(identifier, dict):
-        cls = _NAMES.get(identifier.get("class_name"))
-        if cls is None:
-            raise ValueError(f"{where}: unknown constraint {identifier.get('class_name')!r}; expected one of {sorted(_NAMES)}")
-        return cls(**identifier.get("config", {}))
-    if isinstance(identifier, str):
-        if identifier not in _NAMES:
-            raise ValueError(f"{where}: could not interpret constraint identifier {identifier!r}; expected one of "
-                             f"{sorted(_NAMES)} or a callable fn(weight) -> weight")
-        return _NAMES[identifier]()
-    if inspect.isclass(identifier):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"{where}: could not interpret constraint identifier {identifier!r}; expected a name or a callable")
+    return resolve(identifier, _NAMES, kind="constraint", where=where, callable_form="fn(weight) -> weight")
 
 
 __all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "get", "max_norm", "min_max_norm", "non_neg",

@@ -13,11 +13,12 @@ Names resolve as Keras 3 resolves them: "l1" is `L1()` (0.01), "l2" is `L2()` (0
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from nnjax._identifiers import resolve
 
 
 def _factor(value, name: str, where: str) -> float:
@@ -122,23 +123,7 @@ def get(identifier: Any, where: str = "regularizer"):
     Raises:
       ValueError: for an unknown name or a value that is not callable; the message lists the names.
     """
-    if identifier is None:
-        return None
-    if isinstance(identifier, dict):
-        cls = _NAMES.get(identifier.get("class_name"))
-        if cls is None:
-            raise ValueError(f"{where}: unknown regularizer {identifier.get('class_name')!r}; expected one of {sorted(_NAMES)}")
-        return cls(**identifier.get("config", {}))
-    if isinstance(identifier, str):
-        if identifier not in _NAMES:
-            raise ValueError(f"{where}: could not interpret regularizer identifier {identifier!r}; expected one of "
-                             f"{sorted(_NAMES)} or a callable fn(weight) -> scalar")
-        return _NAMES[identifier]()
-    if inspect.isclass(identifier):
-        return identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"{where}: could not interpret regularizer identifier {identifier!r}; expected a name or a callable")
+    return resolve(identifier, _NAMES, kind="regularizer", where=where, callable_form="fn(weight) -> scalar")
 
 
 __all__ = ["L1", "L1L2", "L2", "Regularizer", "get", "l1", "l1_l2", "l2"]
