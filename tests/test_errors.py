@@ -86,7 +86,6 @@ def test_dense_layer_standalone_shape_error():
         ({"loss": "sparse_crossentropy"}, r"unknown loss 'sparse_crossentropy'; expected one of \[.*'sparse_categorical_crossentropy'"),
         ({"metrics": ["acuracy"]}, r"unknown metric 'acuracy'; expected one of \[.*'accuracy'"),
         ({"optimizer": 3}, r"expected an optimizer name .* or an optax.GradientTransformation; got 3"),
-        ({"loss": None}, r"pass `loss`"),
     ],
 )
 def test_unknown_names_list_the_valid_ones(kwargs, message):
@@ -94,6 +93,14 @@ def test_unknown_names_list_the_valid_ones(kwargs, message):
     args = {"optimizer": "adam", "loss": "mse", **kwargs}
     with pytest.raises((ValueError, TypeError), match=message):
         model.compile(**args)
+
+
+def test_fit_without_a_loss_or_an_added_loss_says_what_to_pass():
+    """Keras compiles without `loss` (a layer's add_loss may be the objective) and stops at the first step."""
+    model = nj.Sequential([nj.layers.Dense(2, input_shape=(3,))])
+    model.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"No loss to compute: .* none of its layers called `add_loss`; pass `loss`"):
+        model.fit(np.zeros((4, 3), np.float32), np.zeros((4, 2), np.float32), verbose=0)
 
 
 def test_unknown_activation_names_the_layer():

@@ -239,22 +239,36 @@ def test_subclassing_guide_layer_contract_matches_keras():
 
 
 def test_subclassing_guide_add_loss_with_and_without_a_compiled_loss_matches_keras():
+    """The guide compiles with `loss="mse"`, fits, recompiles with no loss and fits again: Keras keeps the first
+    compile's loss (nnjax does the same, and warns); a new model compiled with no loss minimises only add_loss."""
     rng = np.random.default_rng(0)
     x, y = rng.random((64, 3)).astype("float32"), rng.random((64, 3)).astype("float32")
     runs = []
     for K in (keras, nj):
         _, ActivityRegularizationLayer, _, _ = subclassing_classes(K)
-        inputs = K.Input(shape=(3,))
-        outputs = ActivityRegularizationLayer()(K.layers.Dense(3, kernel_initializer="ones")(inputs))
-        model = K.Model(inputs, outputs)
+
+        def build(K=K, ActivityRegularizationLayer=ActivityRegularizationLayer):
+            inputs = K.Input(shape=(3,))
+            outputs = ActivityRegularizationLayer()(K.layers.Dense(3, kernel_initializer="ones")(inputs))
+            return K.Model(inputs, outputs)
+
+        model = build()
         model.compile(optimizer="adam", loss="mse")
         first = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history["loss"]
-        model.compile(optimizer="adam")  # only the layer's added loss is minimised
+        if K is nj:
+            with pytest.warns(UserWarning, match="keeps the loss of its previous compile"):
+                model.compile(optimizer="adam")
+        else:
+            model.compile(optimizer="adam")
         second = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history["loss"]
-        runs.append((first, second, model.get_weights()))
-    (k_first, k_second, k_weights), (n_first, n_second, n_weights) = runs
-    np.testing.assert_allclose(n_first, k_first, rtol=LOG_RTOL)
-    np.testing.assert_allclose(n_second, k_second, rtol=LOG_RTOL)
+        fresh = build()
+        fresh.compile(optimizer="adam")  # only the layer's added loss is minimised
+        third = fresh.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history["loss"]
+        runs.append((first, second, third, model.get_weights() + fresh.get_weights()))
+    (*k_logs, k_weights), (*n_logs, n_weights) = runs
+    for k_log, n_log in zip(k_logs, n_logs, strict=True):
+        np.testing.assert_allclose(n_log, k_log, rtol=LOG_RTOL)
+    assert k_logs[2][0] < 0.05 < k_logs[1][0]  # the fresh model's loss is the 1e-2 * mean(outputs) alone
     for k_w, n_w in zip(k_weights, n_weights, strict=True):
         np.testing.assert_allclose(n_w, k_w, atol=ATOL)
 

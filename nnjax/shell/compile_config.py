@@ -154,8 +154,6 @@ def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_exe
     loss = _single(loss, names, "loss")
     metrics, weighted_metrics = _single(metrics, names, "metrics"), _single(weighted_metrics, names, "weighted_metrics")
     loss_obj = losses_lib.get(loss) if loss is not None else None
-    if loss_obj is None and loss_fn is None and not heads:
-        raise ValueError("compile: pass `loss` (e.g. loss='sparse_categorical_crossentropy') or `loss_fn`; got neither")
     metric_objs = tuple(_metric(m, loss_obj) for m in _metric_list(metrics, "metrics"))
     weighted_objs = tuple(_metric(m, loss_obj) for m in _metric_list(weighted_metrics, "weighted_metrics"))
     if steps_per_execution != "auto" and (isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int)

@@ -10,6 +10,7 @@ is a view of it (its variables are written from the state when it is read).
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -230,7 +231,13 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceM
         Raises:
           ValueError / TypeError: for unknown names, before anything is compiled.
         """
-        self._compile_arguments = {k: v for k, v in locals().items() if k != "self"}  # what model.save writes
+        previous = getattr(self, "_compile_arguments", None) or {}
+        if loss is None and loss_fn is None and previous.get("loss") is not None:
+            loss = previous["loss"]  # Keras keeps the earlier compile's loss when `loss` is not given again
+            warnings.warn(f'compile: no `loss` given; model "{self.name}" keeps the loss of its previous compile '
+                          f"({loss!r}), as Keras does. To minimise only the layers' add_loss values, build a new "
+                          "model, or pass a loss of zero", UserWarning, stacklevel=2)  # fmt: skip
+        self._compile_arguments = {k: v for k, v in locals().items() if k not in ("self", "previous")}  # what model.save writes
         del jit_compile
         self._compiled = resolve(optimizer, loss, metrics, loss_fn=loss_fn, steps_per_execution=steps_per_execution,
                                  dtype_policy=dtype_policy, distribution=distribution, seed=seed, nonfinite=nonfinite,

@@ -201,6 +201,11 @@ def compute_loss(state: TrainState, params, batch, *, training: bool, key=None):
             kwargs["params"] = _pure(dict(params.flat_state()), _unwrapped(nnx.merge(state.graphdef, params, state.model_state)))
         result = config.loss_fn(outputs, batch, **kwargs)
         loss, aux = result if isinstance(result, tuple) else (result, {})
+    elif config.loss is None and not config.outputs:  # compile(optimizer=...) alone: the layers' add_loss is the objective
+        if not added_losses:
+            raise ValueError("No loss to compute: the model was compiled without `loss` and none of its layers called "
+                             "`add_loss`; pass `loss` to compile() (e.g. loss='mse')")  # fmt: skip
+        loss = jnp.zeros((), jnp.float32)
     else:
         loss, aux = compiled_loss(config, y, outputs, sample_weight)
     return extras(at_least_f32(loss)), (outputs, new_model_state, dict(aux))
