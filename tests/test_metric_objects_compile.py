@@ -112,11 +112,13 @@ def test_classification_objects_and_flax_accuracy_match_keras():
     kernel, bias = theirs.layers[0].get_weights()
     mine.layers[0].kernel[...] = kernel
     mine.layers[0].bias[...] = bias
+    keras_accuracy = keras.metrics.SparseCategoricalAccuracy()
+    ours_accuracy, flax_accuracy = nj.metrics.SparseCategoricalAccuracy(), nnx.metrics.Accuracy()
     theirs.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss="sparse_categorical_crossentropy",
         metrics=[
-            keras.metrics.SparseCategoricalAccuracy(),
+            keras_accuracy,
             "accuracy",
             keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2"),
         ],
@@ -126,15 +128,19 @@ def test_classification_objects_and_flax_accuracy_match_keras():
         optimizer=nj.optimizers.SGD(0.1),
         loss="sparse_categorical_crossentropy",
         metrics=[
-            nj.metrics.SparseCategoricalAccuracy(),
-            nnx.metrics.Accuracy(),  # logged as "accuracy"
+            ours_accuracy,
+            flax_accuracy,  # logged as "accuracy"
             nj.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2"),
         ],
         weighted_metrics=[nj.metrics.SparseCategoricalCrossentropy(name="xent")],
         seed=0,
     )
     fit = dict(sample_weight=W, batch_size=16, epochs=2, shuffle=False, verbose=0, validation_data=(X[:24], Y_CLASS[:24]))
-    _assert_logs(mine.fit(X, Y_CLASS, **fit).history, theirs.fit(X, Y_CLASS, **fit).history)
+    k_history = theirs.fit(X, Y_CLASS, **fit).history
+    _assert_logs(mine.fit(X, Y_CLASS, **fit).history, k_history)
+    # After fit with validation data Keras's objects hold the last validation's state; so do nnjax's and flax's.
+    np.testing.assert_allclose(float(ours_accuracy.result()), float(keras_accuracy.result()), rtol=1e-6)
+    np.testing.assert_allclose(float(flax_accuracy.compute()), k_history["val_accuracy"][-1], rtol=1e-6)
 
 
 def test_per_output_metric_objects_match_numpy():

@@ -71,7 +71,8 @@ def _keras_accumulator(metric: Metric) -> ObjectAccumulator:
 
     def update(state, y_true, y_pred, sample_weight=None):
         reset = metric.stateless_reset_state()
-        new = metric.stateless_update_state(list(_plus(state, reset)), y_true, y_pred, sample_weight=sample_weight)
+        weights = () if sample_weight is None else (sample_weight,)  # as Keras: weighted metrics get a third argument
+        new = metric.stateless_update_state(list(_plus(state, reset)), y_true, y_pred, *weights)
         return _minus(new, reset)
 
     def result(state):
