@@ -125,7 +125,10 @@ class LoopHooks:
         return stored.tree() if isinstance(stored, FlatState) else stored
 
     def _totals_result(self, totals) -> dict:
-        return totals_lib.result(self.state.config, totals, members=self.execution.members is not None)
+        members = self.execution.members is not None
+        if not members:  # the compiled metric objects hold the values so far, as Keras's do
+            totals_lib.write_back(self.state.config, totals)
+        return totals_lib.result(self.state.config, totals, members=members)
 
     def _orders(self, source, epoch: int):
         """The device-resident example order of `epoch`: int32 `(N,)`."""

@@ -54,11 +54,14 @@ def top_k_categorical_accuracy(y_true, y_pred, k=5):
     return _in_top_k(labels, y_pred, k)
 
 
-def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
-    """1.0 where the integer label is among the `k` highest scores."""
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
+    """1.0 where the integer label is among the `k` highest scores (`from_sorted_ids`: among the first `k` ids of
+    `y_pred`, which holds class ids sorted best first, shape `(B, N)`)."""
     labels = jnp.asarray(y_true)
     if labels.ndim == y_pred.ndim:
         labels = jnp.squeeze(labels, -1)
+    if from_sorted_ids:
+        return jnp.any(labels[..., None].astype(y_pred.dtype) == y_pred[..., :k], axis=-1).astype(jnp.float32)
     return _in_top_k(labels.astype(jnp.int32), y_pred, k)
 
 
@@ -163,14 +166,16 @@ def get(identifier, loss: losses_lib.Loss | None = None) -> Metric:
         raise ValueError(f"compile(metrics=...): unknown metric {identifier!r}; expected one of {METRICS} or a callable")
     if callable(identifier):
         return Metric(name=getattr(identifier, "__name__", "metric"), fn=identifier)
-    raise TypeError(f"compile(metrics=...): expected a metric name or a callable; got {identifier!r}")
+    raise TypeError(f"compile(metrics=...): expected a metric name (e.g. 'accuracy'), a metric object "
+                    "(nj.metrics.AUC(), a subclass of nj.metrics.Metric, a flax nnx.metrics object) or a function "
+                    f"fn(y_true, y_pred) -> per-example values; received {type(identifier).__name__} {identifier!r}")
 
 
-def weighted_sum_and_count(values, sample_weight=None):
+def weighted_sum_and_count(values, sample_weight=None, reduce=jnp.mean):
     """One batch's contribution to Keras's `Mean` metric: `(sum of weighted per-sample values, sum of weights)`.
 
-    As Keras's `reduce_to_samplewise_values`: values are first averaged over
-    their trailing axes down to the weights' rank, then multiplied by the
+    As Keras's `reduce_to_samplewise_values`: values are first averaged (`reduce`; Keras's `Sum`
+    metric sums) over their trailing axes down to the weights' rank, then multiplied by the
     weights; without weights the count is the batch size. An epoch's value is
     `sum(totals) / sum(counts)` over its batches (what Keras reports), not the
     mean of batch means.
@@ -178,6 +183,7 @@ def weighted_sum_and_count(values, sample_weight=None):
     Args:
       values: per-element metric values, shape `(B, ...)`.
       sample_weight: None or weights of shape `(B,)` (or `(B, ...)`).
+      reduce: how trailing axes are reduced (`jnp.mean`; `jnp.sum` for Keras's `Sum`).
 
     Returns:
       `(total, count)`: two float32 scalars.
@@ -187,16 +193,16 @@ def weighted_sum_and_count(values, sample_weight=None):
         weights = jnp.asarray(sample_weight, values.dtype)
         values, weights = losses_lib.squeeze_or_expand_to_same_rank(values, weights)
         if values.ndim > weights.ndim:
-            values = jnp.mean(values, axis=tuple(range(weights.ndim, values.ndim)))
+            values = reduce(values, axis=tuple(range(weights.ndim, values.ndim)))
         weights = jnp.broadcast_to(weights, values.shape)
         values = values * weights
         if weights.ndim > 1:
-            weights = jnp.mean(weights, axis=tuple(range(1, weights.ndim)))
+            weights = reduce(weights, axis=tuple(range(1, weights.ndim)))
         count = jnp.sum(weights)
     else:
         count = jnp.asarray(values.shape[0] if values.ndim >= 1 else 1, values.dtype)
     if values.ndim > 1:
-        values = jnp.mean(values, axis=tuple(range(1, values.ndim)))
+        values = reduce(values, axis=tuple(range(1, values.ndim)))
     return jnp.sum(values), count
 
 
