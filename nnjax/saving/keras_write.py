@@ -41,6 +41,12 @@ def _keras_value(value, where: str):
 
     if isinstance(value, Layer):
         return _keras_layer_config(value, where)
+    from nnjax import constraints, regularizers
+
+    for package in (regularizers, constraints):  # Keras's own classes: written as Keras writes them
+        serialized = package.serialize(value) if callable(value) else None
+        if isinstance(serialized, dict) and serialized["module"].startswith("keras."):
+            return _keras_value(serialized, where)
     if callable(value):
         name = _builtin_function_name(value)
         if name is not None and name.startswith("activation:"):
