@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from nnjax._identifiers import resolve
+from nnjax._identifiers import serialize as _serialize
 
 EPSILON = 1e-7  # keras.backend.epsilon()
 
@@ -139,5 +140,22 @@ def get(identifier: Any, where: str = "constraint"):
     return resolve(identifier, _NAMES, kind="constraint", where=where, callable_form="fn(weight) -> weight")
 
 
-__all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "get", "max_norm", "min_max_norm", "non_neg",
-           "unit_norm"]
+def serialize(constraint):
+    """Keras's serialized form: `{"module": "keras.constraints", "class_name": "MaxNorm", "config": {...},
+    "registered_name": None}` (None and names as they are); `deserialize` (or `get`) reads it back.
+
+    Example:
+      >>> nj.constraints.serialize(nj.constraints.MaxNorm(2))["config"]
+      {'max_value': 2, 'axis': 0}
+    """
+    return _serialize(constraint, _NAMES, module="keras.constraints")
+
+
+def deserialize(config, custom_objects=None):
+    """A constraint from `serialize`'s form (or a name), as Keras's `deserialize`."""
+    names = {**_NAMES, **(custom_objects or {})}
+    return resolve(config, names, kind="constraint", where="constraints.deserialize", callable_form="fn(weight) -> weight")
+
+
+__all__ = ["Constraint", "MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm", "deserialize", "get", "max_norm", "min_max_norm",
+           "non_neg", "serialize", "unit_norm"]

@@ -17,8 +17,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nnjax._identifiers import resolve
+from nnjax._identifiers import serialize as _serialize
 
 
 def _factor(value, name: str, where: str) -> float:
@@ -60,6 +62,10 @@ class L1(Regularizer):
 
     def __call__(self, x):
         return jnp.asarray(self.l1, jnp.result_type(x)) * jnp.sum(jnp.abs(x))
+
+    def get_config(self) -> dict:
+        # Keras's L1 holds its factor as a float32 tensor, so its config carries the float32 value (0.01 -> 0.0099999998).
+        return {"l1": float(np.float32(self.l1))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,4 +132,21 @@ def get(identifier: Any, where: str = "regularizer"):
     return resolve(identifier, _NAMES, kind="regularizer", where=where, callable_form="fn(weight) -> scalar")
 
 
-__all__ = ["L1", "L1L2", "L2", "Regularizer", "get", "l1", "l1_l2", "l2"]
+def serialize(regularizer):
+    """Keras's serialized form: `{"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01},
+    "registered_name": None}` (None and names as they are); `deserialize` (or `get`) reads it back.
+
+    Example:
+      >>> nj.regularizers.serialize(nj.regularizers.L1L2(l1=0.1, l2=0.2))["config"]
+      {'l1': 0.1, 'l2': 0.2}
+    """
+    return _serialize(regularizer, _NAMES, module="keras.regularizers")
+
+
+def deserialize(config, custom_objects=None):
+    """A regularizer from `serialize`'s form (or a name), as Keras's `deserialize`."""
+    names = {**_NAMES, **(custom_objects or {})}
+    return resolve(config, names, kind="regularizer", where="regularizers.deserialize", callable_form="fn(weight) -> scalar")
+
+
+__all__ = ["L1", "L1L2", "L2", "Regularizer", "deserialize", "get", "l1", "l1_l2", "l2", "serialize"]

@@ -460,6 +460,8 @@ NOT_COMPARED = {
     "Masking": "compared with Keras 3 where it matters, the mask it carries, in test_masking.py (through LSTMs)",
     **{name: "Keras 3 computes it with TensorFlow (not installed here); nnjax's host-side version is checked against "
              "Keras's documented examples in test_lookup_layers.py" for name in ("StringLookup", "IntegerLookup", "TextVectorization")},
+    "Hashing": "Keras 3 hashes with TensorFlow (not installed here); nnjax's hashes are checked against pyfarmhash and "
+               "siphash24, and the layer against Keras's documented outputs, in test_hashing.py",
 }
 
 

@@ -206,8 +206,8 @@ def test_registry_covers_every_public_layer():
         for child in (getattr(layer, "cell", None), getattr(layer, "forward_layer", None)):
             if child is not None:
                 covered.add(type(child).__name__)
-    # Host-side preprocessing (strings on the host, never traced) has its own tests: test_lookup_layers.py.
-    host_side = {"StringLookup", "IntegerLookup", "TextVectorization"}
+    # Host-side preprocessing (strings on the host, never traced) has its own tests: test_lookup_layers.py, test_hashing.py.
+    host_side = {"StringLookup", "IntegerLookup", "TextVectorization", "Hashing"}
     public = {name for name in L.__all__ if isinstance(getattr(L, name), type) and issubclass(getattr(L, name), L.Layer)}
     public -= {"Layer"} | host_side
     assert public - covered == set(), f"layers without a registry entry: {sorted(public - covered)}"

@@ -185,6 +185,53 @@ def test_image_dataset_resizes_and_splits_both_ways(image_folder):
 
 
 @pytest.fixture
+def mixed_size_folder(tmp_path):
+    """Images taller, wider and as wide as the target's aspect ratio, so that cropping and padding both act."""
+    rng = np.random.default_rng(5)
+    for label, shapes in (("a", [(9, 5), (4, 11)]), ("b", [(6, 6), (7, 3)])):
+        os.makedirs(tmp_path / label)
+        for i, shape in enumerate(shapes):
+            _png(tmp_path / label / f"{label}_{i}.png", rng.integers(0, 256, size=(*shape, 3)))
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest", "bicubic", "lanczos3", "lanczos5"])
+@pytest.mark.parametrize("window", ["plain", "crop", "pad"])
+def test_image_dataset_interpolation_and_aspect_ratio_match_keras_resize(mixed_size_folder, interpolation, window):
+    # Oracle: keras.ops.image.resize on the JAX backend (what Keras's grain loader calls) on each decoded file.
+    from PIL import Image
+
+    aspect = {"crop_to_aspect_ratio": window == "crop", "pad_to_aspect_ratio": window == "pad"}
+    ours = nj.utils.image_dataset_from_directory(mixed_size_folder, batch_size=8, image_size=(5, 7), shuffle=False,
+                                                 interpolation=interpolation.upper(), **aspect)
+    images = np.asarray(ours[0][0])
+    assert images.shape == (4, 5, 7, 3) and images.dtype == np.float32
+    for image, path in zip(images, ours.file_paths, strict=True):
+        decoded = np.asarray(Image.open(path).convert("RGB"), np.float32)
+        expected = keras.ops.image.resize(decoded, (5, 7), interpolation=interpolation, antialias=False, **aspect)
+        np.testing.assert_allclose(image, np.asarray(expected), rtol=0, atol=1e-4, err_msg=path)
+
+
+def test_image_dataset_crop_matches_keras_end_to_end_and_refuses_what_keras_jax_refuses(mixed_size_folder):
+    options = {"batch_size": 2, "image_size": (4, 6), "shuffle": False, "interpolation": "nearest",
+               "crop_to_aspect_ratio": True, "data_format": "channels_first"}
+    x, y = _collect(nj.utils.image_dataset_from_directory(mixed_size_folder, **options))
+    kx, ky = _collect(keras.utils.image_dataset_from_directory(mixed_size_folder, **options, verbose=False, format="grain"))
+    assert x.shape == kx.shape == (4, 3, 4, 6)
+    np.testing.assert_allclose(x, kx, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(y, ky)
+    for method in ("area", "gaussian", "mitchellcubic"):  # Keras names them; its JAX backend's resize refuses them
+        with pytest.raises(ValueError, match="interpolation"):
+            keras.ops.image.resize(np.zeros((4, 4, 3), np.float32), (2, 2), interpolation=method)
+        with pytest.raises(ValueError, match=rf"interpolation='{method}' is not computed by Keras's JAX backend"):
+            nj.utils.image_dataset_from_directory(mixed_size_folder, interpolation=method)
+    with pytest.raises(ValueError, match=r"Argument `interpolation` should be one of .*Received: interpolation=cubic"):
+        nj.utils.image_dataset_from_directory(mixed_size_folder, interpolation="cubic")
+    with pytest.raises(ValueError, match="Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio`"):
+        nj.utils.image_dataset_from_directory(mixed_size_folder, crop_to_aspect_ratio=True, pad_to_aspect_ratio=True)
+
+
+@pytest.fixture
 def text_folder(tmp_path):
     texts = {"neg": ["bad film", "dull \u00e9t\u00e9", "awful plot twist"], "pos": ["great", "loved it", "superb acting", "fun"]}
     for label, items in texts.items():

@@ -25,6 +25,7 @@ from nnjax.layers.conv_recurrent import ConvLSTM1D, ConvLSTM2D, ConvLSTM3D
 from nnjax.layers.core import Activation, Dense, Dropout, Flatten, InputLayer, Reshape
 from nnjax.layers.embedding import Embedding
 from nnjax.layers.functional import Input
+from nnjax.layers.hashing import Hashing
 from nnjax.layers.lookup import IntegerLookup, StringLookup, TextVectorization
 from nnjax.layers.masking import Masking
 from nnjax.layers.merge import (
@@ -143,6 +144,7 @@ __all__ = [
     "GlobalMaxPooling2D",
     "GlobalMaxPooling3D",
     "GroupNormalization",
+    "Hashing",
     "Identity",
     "Input",
     "InputLayer",

@@ -513,6 +513,7 @@ class Layer(nnx.Module):
     # Keras's per-weight options: `(prefix, attribute)` pairs; `{prefix}_regularizer=` and `{prefix}_constraint=`
     # of the constructor apply to the weight stored as `self.{attribute}` (e.g. ("recurrent", "recurrent_kernel")).
     _weight_options: tuple[tuple[str, str], ...] = ()
+    _activity_in_config: bool = True  # Keras's weight layers write `activity_regularizer` (None too); its RNN cells do not
     _min_ndim: int | None = None
     _ndim: int | None = None  # the exact rank the layer needs, batch axis included
 
@@ -524,6 +525,9 @@ class Layer(nnx.Module):
         owner = next(c for c in cls.__mro__ if "_checked_axes" in c.__dict__)
         if owner is Layer and not cls.__module__.startswith("nnjax."):
             cls._checked_axes = ()  # a user's layer has no input spec, as in Keras: any input shape is accepted
+        own_config = cls.__dict__.get("get_config")
+        if own_config is not None and cls.__module__.startswith("nnjax.") and not hasattr(own_config, "_with_penalties"):
+            cls.get_config = _with_penalty_config(own_config)  # nnjax's layers: regularizers/constraints in Keras's form
         own_call = cls.__dict__.get("__call__")
         if own_call is not None and not getattr(own_call, "_routes_symbolic", False):
             if not getattr(own_call, "_nnjax_context", False):
@@ -1013,13 +1017,41 @@ class Layer(nnx.Module):
         return int(sum(np.prod(np.shape(a)) for a in jax.tree.leaves(state)))
 
     def get_config(self) -> dict:
-        """Keras's base config: `name`, `trainable`, `dtype`; subclasses add their constructor arguments."""
-        return {"name": self.name, "trainable": self.trainable, "dtype": self.param_dtype.name}
+        """Keras's base config: `name`, `trainable`, `dtype` (and `activity_regularizer` when set, in Keras's
+        serialized form); subclasses add their constructor arguments."""
+        config = {"name": self.name, "trainable": self.trainable, "dtype": self.param_dtype.name}
+        if getattr(self, "activity_regularizer", None) is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        return config
+
+    def _penalty_config(self) -> dict:
+        """The weight options' `{prefix}_regularizer` / `{prefix}_constraint` and `activity_regularizer`, serialized as
+        Keras's `get_config` writes them: every weight option (None when unset) and the activity regularizer of a
+        layer with weight options; for other layers the activity regularizer only when set (Keras's base `Layer`)."""
+        config = {}
+        for prefix, _ in type(self)._weight_options:
+            config[f"{prefix}_regularizer"] = regularizers.serialize(getattr(self, f"{prefix}_regularizer", None))
+            config[f"{prefix}_constraint"] = constraints.serialize(getattr(self, f"{prefix}_constraint", None))
+        activity = getattr(self, "activity_regularizer", None)
+        if (type(self)._weight_options and type(self)._activity_in_config) or activity is not None:
+            config["activity_regularizer"] = regularizers.serialize(activity)
+        return config
 
     @classmethod
     def from_config(cls, config: dict):
         """`cls(**config)`, as Keras's default `from_config`."""
         return cls(**config)
+
+
+def _with_penalty_config(get_config):
+    """`get_config` plus the layer's regularizers and constraints in Keras's serialized form (`Layer._penalty_config`)."""
+
+    @functools.wraps(get_config)
+    def with_penalties(self) -> dict:
+        return {**get_config(self), **self._penalty_config()}
+
+    with_penalties._with_penalties = True
+    return with_penalties
 
 
 Layer.__init__ = recording_init(Layer.__init__)  # a subclass without its own __init__ records its arguments too

@@ -39,6 +39,7 @@ class Dense(Layer):
     _min_ndim = 2
     _jit_eager_calls = True
     _weight_options = (("kernel", "kernel"), ("bias", "bias"))
+    _activity_in_config = False  # Keras's Dense writes `activity_regularizer` only when set
 
     def __init__(self, units: int, activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", **kwargs):

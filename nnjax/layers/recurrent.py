@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from nnjax import activations, initializers
+from nnjax import activations, initializers, regularizers
 from nnjax.layers.base import Layer, snake_case, unique_name
 from nnjax.layers.masking import check_mask_shape
 from nnjax.layers.utils import cast_like, check_choice
@@ -58,6 +58,7 @@ class _Cell(Layer):
     _jit_eager_calls = True
     num_gates: int = 1
     _weight_options = (("kernel", "kernel"), ("recurrent", "recurrent_kernel"), ("bias", "bias"))
+    _activity_in_config = False
 
     def __init__(self, units: int, activation="tanh", use_bias: bool = True, kernel_initializer="glorot_uniform",
                  recurrent_initializer="orthogonal", bias_initializer="zeros", dropout: float = 0.0,
@@ -436,6 +437,12 @@ class _KerasRNN(RNN):
     def reversed_copy(self, name: str) -> RNN:
         args = self._clone_args() | {"go_backwards": not self.go_backwards, "name": name}
         return type(self)(**dict(self._cell_args), **args)
+
+    def get_config(self) -> dict:
+        """Keras's flat config: the cell's arguments (regularizers and constraints serialized), the layer's own."""
+        cell = {k: v for k, v in self.cell.get_config().items() if k != "name" and not (k == "dtype" and v is None)}
+        return {"name": self.name, **cell, **self._clone_args(),
+                "activity_regularizer": regularizers.serialize(self.activity_regularizer)}
 
 
 class SimpleRNN(_KerasRNN):

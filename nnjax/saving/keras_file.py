@@ -79,6 +79,8 @@ def _accepted(cls) -> set[str] | None:
             names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
             if not any(p.kind is p.VAR_KEYWORD for p in params) or klass is Layer:
                 break
+    for start in classes:  # `{prefix}_regularizer=` / `{prefix}_constraint=` reach the base Layer through **kwargs
+        names |= {f"{prefix}_{kind}" for prefix, _ in getattr(start, "_weight_options", ()) for kind in ("regularizer", "constraint")}
     names.discard("self")
     return names
 

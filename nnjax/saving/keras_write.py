@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import inspect
 import io
 import json
 import os
@@ -40,6 +41,12 @@ def _keras_value(value, where: str):
 
     if isinstance(value, Layer):
         return _keras_layer_config(value, where)
+    from nnjax import constraints, regularizers
+
+    for package in (regularizers, constraints):  # Keras's own classes: written as Keras writes them
+        serialized = package.serialize(value) if callable(value) else None
+        if isinstance(serialized, dict) and serialized["module"].startswith("keras."):
+            return _keras_value(serialized, where)
     if callable(value):
         name = _builtin_function_name(value)
         if name is not None and name.startswith("activation:"):
@@ -82,8 +89,10 @@ def _keras_layer_config(layer, where: str) -> dict:
     if arguments is None or not cls.__module__.startswith("nnjax.layers") or cls.__name__.startswith("_"):
         raise SerializationError(f"{here}: only nnjax's Keras-named layers and layers registered with "
                                  "@nj.saving.register_keras_serializable can be written to a '.keras' file")  # fmt: skip
-    for key in ("key", "seed", "input_shape", "input_dim", "batch_input_shape", "batch_size"):
+    for key in ("key", "seed", "input_shape", "batch_input_shape", "batch_size"):
         arguments.pop(key, None)
+    if "input_dim" not in inspect.signature(cls.__init__).parameters:  # the base Layer's shape hint, not Embedding's size
+        arguments.pop("input_dim", None)
     arguments["name"] = layer.name
     config = {k: _keras_value(v, f"{here}.{k}") for k, v in arguments.items()}
     entry = {"module": "keras.layers", "class_name": cls.__name__, "registered_name": None, "config": config}

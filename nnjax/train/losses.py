@@ -11,10 +11,10 @@ by the sum of the weights).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import math
+import re
 from collections.abc import Callable
 
 import jax
@@ -402,34 +402,104 @@ def class_weight_to_sample_weight(y, class_weight, sample_weight=None):
 
 
 # ------------------------------------------------------------------------------------------------ Loss objects
-@dataclasses.dataclass(frozen=True)
+_MIXED_POLICIES = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+
+
+def _compute_dtype(dtype):
+    """Keras's `dtype_policies.get(dtype).compute_dtype` for a dtype name or a mixed policy name."""
+    if dtype is None:
+        return jnp.float32
+    name = getattr(dtype, "compute_dtype", None) or _MIXED_POLICIES.get(dtype, dtype)
+    try:
+        return jnp.dtype(name)
+    except TypeError:
+        raise ValueError(
+            f"Loss: `dtype` must be None, a float dtype name ('float32') or a mixed policy name "
+            f"({sorted(_MIXED_POLICIES)}); got {dtype!r}"
+        ) from None
+
+
+def _auto_name(class_name: str) -> str:
+    """Keras's loss name for a class: `MyLoss` -> "my_loss" (its `to_snake_case`, without the uniquifying suffix)."""
+    name = re.sub(r"\W+", "", class_name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
 class Loss:
     """A named loss, called as Keras's: `loss(y_true, y_pred, sample_weight=None) -> scalar`.
 
-    Attributes:
-      name: the Keras name, e.g. "sparse_categorical_crossentropy".
-      fn: the pure per-element loss `(y_true, y_pred) -> losses`.
+    Subclass it as Keras's `keras.losses.Loss`: implement `call(y_true, y_pred)`
+    returning per-element losses; `__call__` casts both to the loss's dtype,
+    calls `call` and reduces as `reduction` says, with sample weights and masks
+    (Keras's `Loss.__call__`). `compile(loss=MyLoss())` accepts the instance.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import nnjax as nj
+      >>> class MyMeanAbsolute(nj.losses.Loss):
+      ...     def call(self, y_true, y_pred):
+      ...         return jnp.mean(jnp.abs(y_pred - y_true), axis=-1)
+      >>> loss = MyMeanAbsolute(reduction="sum")
+      >>> float(loss(jnp.zeros((2, 3)), jnp.ones((2, 3)), sample_weight=jnp.array([1.0, 0.5])))
+      1.5
+      >>> loss.name, loss.get_config()
+      ('my_mean_absolute', {'name': 'my_mean_absolute', 'reduction': 'sum'})
+
+    Args:
+      name: the loss's name (a subclass defaults to its class name in snake case).
+      reduction: one of `REDUCTIONS` (Keras's default "sum_over_batch_size").
+      dtype: the dtype `y_true` and `y_pred` are cast to before `call` (None:
+        float32); a mixed policy name uses its compute dtype.
+      fn: (built-in losses) the pure per-element loss `(y_true, y_pred) -> losses`;
+        defaults to the subclass's `call`.
       sparse_labels: True when `y_true` holds integer class ids, so nnjax checks
         them on the host against the model's number of outputs.
       kind: "sparse", "categorical", "binary" or "regression"; what the labels are.
-      reduction: one of `REDUCTIONS` (Keras's default "sum_over_batch_size").
       mask_fn: None or `(y_true, y_pred) -> bool mask` of the per-element
         losses' shape; masked-out elements are left out of the reduction
         (`SparseCategoricalCrossentropy(ignore_class=...)`).
+
+    Raises:
+      ValueError: for an unknown reduction or dtype.
+      TypeError: for a `Loss` with neither `fn` nor a `call` method.
     """
 
-    name: str
-    fn: Callable
-    sparse_labels: bool = False
-    kind: str = "regression"
-    reduction: str | None = "sum_over_batch_size"
-    mask_fn: Callable | None = None
+    def __init__(
+        self,
+        name: str | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        dtype=None,
+        *,
+        fn: Callable | None = None,
+        sparse_labels: bool = False,
+        kind: str = "regression",
+        mask_fn: Callable | None = None,
+    ):
+        self._subclassed = fn is None
+        if fn is None and type(self).call is Loss.call:
+            raise TypeError(
+                "Loss: pass `fn` (a function (y_true, y_pred) -> losses) or subclass Loss and implement "
+                f"`call(self, y_true, y_pred)`; {type(self).__name__} has neither"
+            )
+        self.name = name or _auto_name(type(self).__name__)
+        self.reduction = _check_reduction(reduction)
+        self.dtype = _compute_dtype(dtype)
+        self.fn = self.call if fn is None else fn
+        self.sparse_labels = sparse_labels
+        self.kind = kind
+        self.mask_fn = mask_fn
 
-    def __post_init__(self):
-        _check_reduction(self.reduction)
+    def call(self, y_true, y_pred):
+        """The per-element losses; subclasses implement it (Keras's `Loss.call`)."""
+        raise NotImplementedError
 
     def per_element(self, y_true, y_pred):
-        """The unreduced losses, after Keras's rank matching of `y_true` and `y_pred` (pytrees go to `fn` as they are)."""
+        """The unreduced losses. Built-in losses first match the ranks of `y_true` and `y_pred` (Keras's
+        `LossFunctionWrapper`); a subclass's `call` gets both cast to `dtype`, as Keras's `Loss.__call__`."""
+        if self._subclassed:
+            cast = functools.partial(jnp.asarray, dtype=self.dtype)
+            return self.fn(jax.tree.map(cast, y_true), jax.tree.map(cast, y_pred))
         if hasattr(y_true, "shape") and hasattr(y_pred, "shape"):
             y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
         return self.fn(y_true, y_pred)
@@ -443,6 +513,31 @@ class Loss:
             mask = jnp.asarray(mask, bool)
             own = mask if own is None else own & mask
         return reduce_loss(self.per_element(y_true, y_pred), sample_weight, self.reduction, own)
+
+    def get_config(self) -> dict:
+        """Keras's `Loss.get_config`: `{"name": ..., "reduction": ...}`; subclasses add their own arguments."""
+        return {"name": self.name, "reduction": self.reduction}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """`cls(**config)`, as Keras's."""
+        return cls(**config)
+
+    def _key(self):
+        return (type(self), self.name, self.fn, self.sparse_labels, self.kind, self.reduction, self.mask_fn, self.dtype)
+
+    # Built-in losses compare by value (compiling twice with loss="mse" reuses the compiled step); a subclass
+    # instance may hold mutable state of its own, so it compares by identity.
+    def __eq__(self, other):
+        if self._subclassed or not isinstance(other, Loss) or other._subclassed:
+            return self is other
+        return self._key() == other._key()
+
+    def __hash__(self):
+        return id(self) if self._subclassed else hash(self._key())
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r} reduction={self.reduction!r}>"
 
 
 _KINDS = {
@@ -488,7 +583,7 @@ def _make(name: str, reduction="sum_over_batch_size", display_name: str | None =
         def fn(y_true, y_pred):
             return base(y_true, y_pred, **kwargs)
 
-    return Loss(name=display_name or name, fn=fn, sparse_labels=sparse, kind=kind, reduction=reduction, mask_fn=mask_fn)
+    return Loss(display_name or name, reduction, fn=fn, sparse_labels=sparse, kind=kind, mask_fn=mask_fn)
 
 
 def _check_dtype(where: str, dtype) -> None:

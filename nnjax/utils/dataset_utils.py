@@ -350,15 +350,76 @@ def _from_directory(directory, labels, label_mode, class_names, batch_size, shuf
     return make(subset)
 
 
-def _resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize with half-pixel centres and no antialiasing (`tf.image.resize`'s default, what Keras uses)."""
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
+# What `keras.ops.image.resize` computes on the JAX backend (`jax.image.resize`); Keras refuses the others there.
+JAX_INTERPOLATIONS = ("bilinear", "nearest", "lanczos3", "lanczos5", "bicubic")
+
+
+def _crop_or_pad(image: np.ndarray, size: tuple[int, int], crop: bool, pad: bool) -> np.ndarray:
+    """Keras's JAX `resize` window: the centred crop (or zero padding) to the target aspect ratio, before resizing.
+
+    Args:
+      image: float32 `(height, width, channels)`.
+      size: the target `(height, width)`.
+      crop: take the largest centred window of the target's aspect ratio.
+      pad: pad with zeros, the same number of rows (or columns) on both sides, to about that ratio.
+
+    Returns:
+      float32 `(height', width', channels)`.
+    """
+    height, width = image.shape[:2]
+    target_height, target_width = size
+    if crop:
+        crop_height = max(min(height, int(float(width * target_height) / target_width)), 1)
+        crop_width = max(min(width, int(float(height * target_width) / target_height)), 1)
+        top, left = int(float(height - crop_height) / 2), int(float(width - crop_width) / 2)
+        return image[top : top + crop_height, left : left + crop_width]
+    if pad:
+        top = int(float(max(height, int(float(width * target_height) / target_width)) - height) / 2)
+        left = int(float(max(width, int(float(height * target_width) / target_height)) - width) / 2)
+        if top > 0:
+            return np.pad(image, ((top, top), (0, 0), (0, 0)))
+        if left > 0:
+            return np.pad(image, ((0, 0), (left, left), (0, 0)))
+    return image
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], interpolation: str, crop: bool, pad: bool) -> np.ndarray:
+    """`keras.ops.image.resize(image, size, interpolation, antialias=False, crop/pad_to_aspect_ratio)` on JAX.
+
+    Args:
+      image: `(height, width, channels)` in [0, 255].
+      size: the target `(height, width)`.
+      interpolation: one of `JAX_INTERPOLATIONS` (`jax.image.resize`'s method, half-pixel centres).
+      crop, pad: `crop_to_aspect_ratio`, `pad_to_aspect_ratio`.
+
+    Returns:
+      float32 `(size[0], size[1], channels)`.
+    """
     import jax
 
-    if image.shape[:2] == tuple(size):
-        return image.astype(np.float32)
-    resized = jax.image.resize(image.astype(np.float32), (size[0], size[1], image.shape[2]), method="bilinear",
-                               antialias=False)
-    return np.asarray(resized)
+    image = _crop_or_pad(image.astype(np.float32), size, crop, pad)
+    resized = jax.image.resize(image, (size[0], size[1], image.shape[2]), method=interpolation, antialias=False)
+    return np.asarray(resized, np.float32)
+
+
+def _check_image_options(interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio, data_format) -> str:
+    """The lower-cased interpolation, after Keras's checks (and the JAX backend's refusal of three methods)."""
+    if not isinstance(interpolation, str) or interpolation.lower() not in INTERPOLATIONS:
+        raise ValueError(f"Argument `interpolation` should be one of {INTERPOLATIONS}. Received: interpolation={interpolation}")
+    interpolation = interpolation.lower()
+    if interpolation not in JAX_INTERPOLATIONS:
+        raise ValueError(
+            f"image_dataset_from_directory: interpolation={interpolation!r} is not computed by Keras's JAX backend "
+            f"(`keras.ops.image.resize` there refuses it), nor by nnjax; expected one of {JAX_INTERPOLATIONS}"
+        )
+    if crop_to_aspect_ratio and pad_to_aspect_ratio:
+        raise ValueError("Only one of `pad_to_aspect_ratio`, `crop_to_aspect_ratio` can be set to `True`.")
+    if data_format not in (None, "channels_last", "channels_first"):
+        raise ValueError(
+            f"`data_format` must be None, 'channels_last' or 'channels_first'; received data_format={data_format!r}"
+        )
+    return interpolation
 
 
 def image_dataset_from_directory(directory: str, labels="inferred", label_mode: str | None = "int", class_names=None,
@@ -372,8 +433,17 @@ def image_dataset_from_directory(directory: str, labels="inferred", label_mode: 
 
     Which files, their labels, order (shuffled with `seed`) and the training/validation split follow Keras
     exactly. Images are decoded with Pillow to float32 `(B, height, width, channels)` in [0, 255]
-    (channels: 3 "rgb", 1 "grayscale", 4 "rgba"), resized bilinearly (half-pixel centres, no antialias,
-    as `tf.image.resize`) when their size is not `image_size`.
+    (channels: 3 "rgb", 1 "grayscale", 4 "rgba") and resized to `image_size` as Keras's JAX backend
+    does (`keras.ops.image.resize`: `jax.image.resize` with half-pixel centres and no antialias, after a
+    centred crop or zero padding to the target's aspect ratio when asked).
+
+    Args:
+      interpolation: "bilinear", "nearest", "bicubic", "lanczos3" or "lanczos5" (Keras also names
+        "area", "gaussian" and "mitchellcubic", which its JAX backend refuses; so does nnjax).
+      crop_to_aspect_ratio: crop the largest centred window of `image_size`'s aspect ratio, then resize.
+      pad_to_aspect_ratio: pad with zeros (centred) to that aspect ratio, then resize.
+      data_format: None or "channels_last": `(B, H, W, C)`; "channels_first": `(B, C, H, W)`.
+      Others: as Keras's.
 
     Returns:
       An `ArrayBatches` of `(images, labels)` ("int": int32 `(B,)`, "categorical": float32 one-hot `(B, C)`,
@@ -381,17 +451,13 @@ def image_dataset_from_directory(directory: str, labels="inferred", label_mode: 
       `(training, validation)` pair for `subset="both"`; `.class_names` and `.file_paths` are set.
 
     Raises:
-      ValueError: with Keras's messages for bad arguments; NotImplementedError for `interpolation` other
-        than "bilinear", `crop_to_aspect_ratio` / `pad_to_aspect_ratio`, or "channels_first".
+      ValueError: with Keras's messages for bad arguments, and for the interpolations Keras's JAX backend
+        refuses.
     """
     channels = {"rgb": 3, "rgba": 4, "grayscale": 1}
     if color_mode not in channels:
         raise ValueError(f'`color_mode` must be one of {{"rgb", "rgba", "grayscale"}}. Received: color_mode={color_mode}')
-    if interpolation != "bilinear" or crop_to_aspect_ratio or pad_to_aspect_ratio or data_format == "channels_first":
-        raise NotImplementedError(
-            "image_dataset_from_directory: only interpolation='bilinear' without crop/pad to the aspect ratio, channels "
-            f"last, is supported; got interpolation={interpolation!r}, crop_to_aspect_ratio={crop_to_aspect_ratio}, "
-            f"pad_to_aspect_ratio={pad_to_aspect_ratio}, data_format={data_format!r}")
+    interpolation = _check_image_options(interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio, data_format)
     del verbose
     size = (int(image_size[0]), int(image_size[1]))
     pil_mode = {"rgb": "RGB", "rgba": "RGBA", "grayscale": "L"}[color_mode]
@@ -403,8 +469,10 @@ def image_dataset_from_directory(directory: str, labels="inferred", label_mode: 
         for path in files:
             with Image.open(path) as image:
                 array = np.asarray(image.convert(pil_mode), np.float32)
-            images.append(_resize_bilinear(array.reshape(array.shape[:2] + (channels[color_mode],)), size))
-        return np.stack(images)
+            array = array.reshape(array.shape[:2] + (channels[color_mode],))
+            images.append(_resize(array, size, interpolation, crop_to_aspect_ratio, pad_to_aspect_ratio))
+        batch = np.stack(images)
+        return batch.transpose(0, 3, 1, 2) if data_format == "channels_first" else batch
 
     return _from_directory(directory, labels, label_mode, class_names, batch_size, shuffle, seed, validation_split,
                            subset, follow_links, IMAGE_FORMATS, load)
