@@ -122,11 +122,13 @@ def _single(value, names, argument):
 
 
 def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_execution: int | str, dtype_policy: str | None,
-            distribution, seed, nonfinite, weighted_metrics=None, loss_weights=None, outputs=None) -> CompileConfig:
+            distribution, seed, nonfinite, weighted_metrics=None, loss_weights=None, outputs=None,
+            loss_optional: bool = False) -> CompileConfig:
     """`Model.compile`'s arguments as a `CompileConfig` (see `Model.compile` for each).
 
     `outputs` is `(kind, names)` of the model's outputs ("single", "list" or "dict"; see
-    `nnjax.shell.checks.output_structure`), or None when the model does not declare them.
+    `nnjax.shell.checks.output_structure`), or None when the model does not declare them. `loss_optional`: the
+    model's own Keras-form `train_step` computes the objective, so `compile(optimizer=...)` alone is enough.
 
     Raises:
       ValueError / TypeError: for unknown names or bad values, before anything is compiled.
@@ -154,7 +156,7 @@ def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_exe
     loss = _single(loss, names, "loss")
     metrics, weighted_metrics = _single(metrics, names, "metrics"), _single(weighted_metrics, names, "weighted_metrics")
     loss_obj = losses_lib.get(loss) if loss is not None else None
-    if loss_obj is None and loss_fn is None and not heads:
+    if loss_obj is None and loss_fn is None and not heads and not loss_optional:
         raise ValueError("compile: pass `loss` (e.g. loss='sparse_categorical_crossentropy') or `loss_fn`; got neither")
     metric_objs = tuple(_metric(m, loss_obj) for m in _metric_list(metrics, "metrics"))
     weighted_objs = tuple(_metric(m, loss_obj) for m in _metric_list(weighted_metrics, "weighted_metrics"))

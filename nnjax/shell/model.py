@@ -28,6 +28,7 @@ from nnjax.shell.compile_config import CompileConfig, resolve
 from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
 from nnjax.shell.input_checks import InputChecks
+from nnjax.shell.keras_api import KerasStatelessAPI
 from nnjax.shell.optimizer_view import ModelOptimizer
 from nnjax.shell.overrides import StepOverrides
 from nnjax.shell.saving_mixin import SavingMixin
@@ -43,7 +44,8 @@ _FUNCTIONAL_SUBCLASSES: dict = {}  # a Model subclass -> the functional model cl
 _NO_OPTIMIZER = optax.identity()  # one object: an uncompiled model's inference state keeps one jit cache entry
 
 
-class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceMixin, LoopHooks, WeightsMixin, SavingMixin):
+class Model(SubclassingMixin, StepOverrides, KerasStatelessAPI, InputChecks, BatchMixin, InferenceMixin, LoopHooks,
+            WeightsMixin, SavingMixin):
     """A trainable model: a Flax NNX module plus Keras's training methods.
 
     Args:
@@ -235,7 +237,7 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceM
         self._compiled = resolve(optimizer, loss, metrics, loss_fn=loss_fn, steps_per_execution=steps_per_execution,
                                  dtype_policy=dtype_policy, distribution=distribution, seed=seed, nonfinite=nonfinite,
                                  weighted_metrics=weighted_metrics, loss_weights=loss_weights,
-                                 outputs=checks.output_structure(self))
+                                 outputs=checks.output_structure(self), loss_optional=self._keras_form_overrides()[0])
         if self._state is not None:  # recompiling keeps the weights, not the optimizer state
             nnx.update(self._module, self.state.params, self.state.model_state)
         self._state = None
@@ -244,7 +246,8 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceM
     def _make_execution(self) -> Execution:
         config = self._compiled
         skip = config is not None and config.nonfinite is not None and config.nonfinite.mode == "skip"
-        return Execution(distribution=None if config is None else config.distribution, skip_nonfinite=skip)
+        return Execution(distribution=None if config is None else config.distribution, skip_nonfinite=skip,
+                         step_functions=self._keras_steps())
 
     @property
     def compiled(self) -> bool:
@@ -405,6 +408,7 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceM
         if ema_lib.ema_params(self.state.opt_state) is not None:  # as Keras with use_ema: fit ends on the EMA weights
             self.state = ema_lib.finalize(self.state)
         self.module  # noqa: B018 - writes the trained weights into the module: layers the user holds see them
+        self._store_keras_metrics()  # a Keras-form step's metric values, into model.metrics
         callback_list.call("on_train_end", logs)
         return self.history
 
