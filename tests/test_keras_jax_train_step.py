@@ -1,0 +1,246 @@
+"""Keras 3's JAX-form step overrides on a `Model` subclass, against Keras 3 (JAX backend).
+
+The idioms of the keras-io guide "Customizing what happens in fit() with JAX" are written once, as a function of
+the library (`keras` or `nnjax`): a train_step over `(trainable, non_trainable, optimizer, metrics)` variable lists
+with the compiled loss and metrics, one with its own metric objects listed by a `metrics` property, a test_step and
+a predict_step. Both frameworks start from the same weights (Keras's, copied) and train 2 epochs on the same
+batches: the History logs, the per-batch logs and the final weights must agree to 1e-5.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+import nnjax as nj
+
+keras = pytest.importorskip("keras")
+
+RNG = np.random.default_rng(7)
+X = RNG.normal(size=(20, 6)).astype(np.float32)
+Y = RNG.normal(size=(20, 1)).astype(np.float32)
+XV, YV = X[:8] * 0.5, Y[:8] + 0.1
+
+
+def models(lib):
+    """The overriding subclasses, for `lib` = keras or nnjax."""
+    unpack = lib.utils.unpack_x_y_sample_weight
+
+    def update_metrics(model, metric_values, loss, y, y_pred, sample_weight):
+        logs, updated = {}, []
+        for metric in model.metrics:
+            mine = metric_values[len(updated): len(updated) + len(metric.variables)]
+            if metric.name == "loss":
+                mine = metric.stateless_update_state(mine, loss, sample_weight=sample_weight)
+            else:
+                mine = metric.stateless_update_state(mine, y, y_pred, sample_weight=sample_weight)
+            logs[metric.name] = metric.stateless_result(mine)
+            updated += mine
+        return logs, updated
+
+    class CompiledMetrics(lib.Model):
+        traces = 0
+
+        def compute_loss_and_updates(self, trainable, non_trainable, metric_values, x, y, sample_weight,
+                                     training=False):
+            y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=training)
+            loss, (trainable, non_trainable, metric_values) = self.stateless_compute_loss(
+                trainable, non_trainable, metric_values, x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                training=training)
+            return loss, (y_pred, non_trainable, metric_values)
+
+        def train_step(self, state, data):
+            type(self).traces += 1
+            trainable, non_trainable, optimizer_values, metric_values = state
+            x, y, sample_weight = unpack(data)
+            grad_fn = jax.value_and_grad(self.compute_loss_and_updates, has_aux=True)
+            (loss, (y_pred, non_trainable, metric_values)), grads = grad_fn(
+                trainable, non_trainable, metric_values, x, y, sample_weight, training=True)
+            trainable, optimizer_values = self.optimizer.stateless_apply(optimizer_values, grads, trainable)
+            logs, metric_values = update_metrics(self, metric_values, loss, y, y_pred, sample_weight)
+            return logs, (trainable, non_trainable, optimizer_values, metric_values)
+
+        def test_step(self, state, data):
+            x, y, sample_weight = unpack(data)
+            trainable, non_trainable, metric_values = state
+            y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=False)
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
+            logs, metric_values = update_metrics(self, metric_values, loss, y, y_pred, sample_weight)
+            return logs, (trainable, non_trainable, metric_values)
+
+    class OwnMetrics(lib.Model):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss_tracker = lib.metrics.Mean(name="loss")
+            self.mae_metric = lib.metrics.MeanAbsoluteError(name="mae")
+            self.loss_fn = lib.losses.MeanSquaredError()
+
+        def compute_loss_and_updates(self, trainable, non_trainable, x, y, sample_weight, training=False):
+            y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=training)
+            return self.loss_fn(y, y_pred, sample_weight=sample_weight), (y_pred, non_trainable)
+
+        def train_step(self, state, data):
+            trainable, non_trainable, optimizer_values, metric_values = state
+            x, y, sample_weight = unpack(data)
+            (loss, (y_pred, non_trainable)), grads = jax.value_and_grad(self.compute_loss_and_updates, has_aux=True)(
+                trainable, non_trainable, x, y, sample_weight, training=True)
+            trainable, optimizer_values = self.optimizer.stateless_apply(optimizer_values, grads, trainable)
+            split = len(self.loss_tracker.variables)
+            loss_values = self.loss_tracker.stateless_update_state(metric_values[:split], loss,
+                                                                   sample_weight=sample_weight)
+            mae_values = self.mae_metric.stateless_update_state(metric_values[split:], y, y_pred,
+                                                                sample_weight=sample_weight)
+            logs = {"nested": {self.loss_tracker.name: self.loss_tracker.stateless_result(loss_values)},
+                    self.mae_metric.name: self.mae_metric.stateless_result(mae_values)}
+            return logs, (trainable, non_trainable, optimizer_values, loss_values + mae_values)
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker, self.mae_metric]
+
+    class DoubledPredictions(lib.Model):
+        def predict_step(self, state, data):
+            trainable, non_trainable = state
+            x, _, _ = unpack(data)
+            y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=False)
+            return 2.0 * y_pred + 1.0, non_trainable
+
+    return {"compiled_metrics": CompiledMetrics, "own_metrics": OwnMetrics, "predict": DoubledPredictions}
+
+
+def build(lib, cls):
+    inputs = keras.Input((6,), name="x") if lib is keras else nj.Input(shape=(6,), name="x")
+    hidden = lib.layers.Dense(4, activation="tanh", name="hidden")(inputs)
+    return cls(inputs, lib.layers.Dense(1, name="out")(hidden))
+
+
+def pair(kind):
+    keras.utils.set_random_seed(2)
+    theirs, mine = build(keras, models(keras)[kind]), build(nj, models(nj)[kind])
+    for layer in theirs.layers[1:]:
+        mine.get_layer(layer.name).set_weights(layer.get_weights())
+    return theirs, mine
+
+
+def batch_recorder(base, into):
+    class Recorder(base):
+        def on_train_batch_end(self, batch, logs=None):
+            into.append(dict(logs))
+
+    return Recorder()
+
+
+def assert_logs_equal(mine: dict, theirs: dict):
+    assert sorted(mine) == sorted(theirs)
+    for key, value in theirs.items():
+        np.testing.assert_allclose(np.asarray(mine[key], np.float64), np.asarray(value, np.float64), rtol=1e-5,
+                                   atol=1e-6, err_msg=key)
+
+
+def assert_same_weights(mine, theirs):
+    for layer in theirs.layers[1:]:
+        for got, expected in zip(mine.get_layer(layer.name).get_weights(), layer.get_weights(), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["compiled_metrics", "own_metrics"])
+def test_train_step_forms_train_as_keras(kind):
+    theirs, mine = pair(kind)
+    if kind == "compiled_metrics":
+        compile_kwargs = dict(optimizer="adam", loss="mse", metrics=["mae"])
+        fit_kwargs = dict(validation_data=(XV, YV))
+    else:  # only the optimizer is compiled; two steps per execution
+        compile_kwargs = dict(optimizer="adam", steps_per_execution=2)
+        fit_kwargs = {}
+    theirs.compile(**compile_kwargs)
+    mine.compile(**compile_kwargs)
+    k_batches, n_batches = [], []
+    k_history = theirs.fit(X, Y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+                           callbacks=[batch_recorder(keras.callbacks.Callback, k_batches)], **fit_kwargs).history
+    n_history = mine.fit(X, Y, batch_size=4, epochs=2, shuffle=False, verbose=0,
+                         callbacks=[batch_recorder(nj.callbacks.Callback, n_batches)], **fit_kwargs).history
+    assert sorted(n_history) == sorted(k_history)
+    for key in k_history:
+        np.testing.assert_allclose(n_history[key], k_history[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert len(n_batches) == len(k_batches) == (10 if kind == "compiled_metrics" else 6)
+    for n_logs, k_logs in zip(n_batches, k_batches, strict=True):
+        assert_logs_equal(n_logs, k_logs)
+    assert_same_weights(mine, theirs)
+    assert mine.optimizer.iterations == int(theirs.optimizer.iterations) == 10
+    # the metric objects hold what the last step returned (after validation: the validation values, as Keras)
+    assert_logs_equal(mine.get_metrics_result(), {k: float(v) for k, v in theirs.get_metrics_result().items()})
+    if kind == "compiled_metrics":
+        assert_logs_equal(mine.evaluate(X, Y, batch_size=8, verbose=0, return_dict=True),
+                          theirs.evaluate(X, Y, batch_size=8, verbose=0, return_dict=True))
+        np.testing.assert_allclose(mine.evaluate(X, Y, batch_size=8, verbose=0),
+                                   theirs.evaluate(X, Y, batch_size=8, verbose=0), rtol=1e-5)
+        np.testing.assert_allclose(mine.predict(X, verbose=0), theirs.predict(X, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_variable_lists_follow_keras_order():
+    theirs, mine = pair("compiled_metrics")
+    theirs.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    mine.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    for got, expected in zip(mine.trainable_variables, theirs.trainable_variables, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+    assert mine.non_trainable_variables == [] == list(theirs.non_trainable_variables)
+    assert [m.name for m in mine.metrics] == [m.name for m in theirs.metrics] == ["loss", "compile_metrics"]
+    for model in (theirs, mine):  # Keras builds its compile metrics on the first batch
+        model.fit(X, Y, batch_size=10, shuffle=False, verbose=0)
+    assert len(mine.metrics_variables) == len(theirs.metrics_variables) == 4
+    for got, expected in zip(mine.metrics_variables, theirs.metrics_variables, strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6)
+
+
+def test_predict_step_override_as_keras():
+    theirs, mine = pair("predict")
+    expected = theirs.predict(X, batch_size=8, verbose=0)
+    np.testing.assert_allclose(mine.predict(X, batch_size=8, verbose=0), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(mine.predict_on_batch(X[:5]), theirs.predict_on_batch(X[:5]), rtol=1e-6, atol=1e-6)
+
+
+def test_train_step_is_traced_in_the_first_epoch_only():
+    _, mine = pair("compiled_metrics")
+    cls = type(mine)
+    mine.compile(optimizer="sgd", loss="mse", metrics=["mae"], steps_per_execution=1)
+    mine.fit(X, Y, batch_size=8, epochs=1, shuffle=False, verbose=0)  # full and partial batches: traced for both
+    traced = cls.traces
+    assert traced > 0
+    mine.fit(X, Y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert cls.traces == traced
+
+
+class _WrongStep(nj.Model):
+    returns = "state only"
+
+    def train_step(self, state, data):
+        trainable, non_trainable, optimizer_values, metric_values = state
+        if self.returns == "state only":
+            return state
+        if self.returns == "three lists":
+            return {}, (trainable, non_trainable, optimizer_values)
+        return {}, (trainable[:-1], non_trainable, optimizer_values, metric_values)
+
+
+@pytest.mark.parametrize("returns, error, message", [
+    ("state only", TypeError, r"train_step of _WrongStep: expected it to return \(logs, state\) with state = "
+                              r"\(trainable_variables, .*received a tuple of length 4"),
+    ("three lists", TypeError, r"expected the returned state to be a tuple of 4 lists .*received a tuple of length 3"),
+    ("one weight short", ValueError, r"expected trainable_variables to be a list of 4 arrays .*received 3"),
+])
+def test_a_train_step_returning_the_wrong_structure_is_refused(returns, error, message):
+    inputs = nj.Input(shape=(6,))
+    model = _WrongStep(inputs, nj.layers.Dense(1)(nj.layers.Dense(4)(inputs)))
+    model.returns = returns
+    model.compile(optimizer="sgd")
+    with pytest.raises(error, match=message):
+        model.fit(X, Y, batch_size=4, verbose=0)
+
+
+def test_one_batch_methods_of_a_train_step_model_are_refused():
+    _, mine = pair("compiled_metrics")
+    mine.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(NotImplementedError, match=r"train_on_batch: .* overrides `train_step`.*Supported instead: "
+                                                  r"fit\(x, y, batch_size=len\(x\), epochs=1"):
+        mine.train_on_batch(X, Y)
+    with pytest.raises(NotImplementedError, match=r"test_on_batch: .* overrides `test_step`"):
+        mine.test_on_batch(X, Y)
