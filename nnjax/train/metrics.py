@@ -166,11 +166,11 @@ def get(identifier, loss: losses_lib.Loss | None = None) -> Metric:
     raise TypeError(f"compile(metrics=...): expected a metric name or a callable; got {identifier!r}")
 
 
-def weighted_sum_and_count(values, sample_weight=None):
+def weighted_sum_and_count(values, sample_weight=None, reduce=jnp.mean):
     """One batch's contribution to Keras's `Mean` metric: `(sum of weighted per-sample values, sum of weights)`.
 
-    As Keras's `reduce_to_samplewise_values`: values are first averaged over
-    their trailing axes down to the weights' rank, then multiplied by the
+    As Keras's `reduce_to_samplewise_values`: values are first averaged (`reduce`; Keras's `Sum`
+    metric sums) over their trailing axes down to the weights' rank, then multiplied by the
     weights; without weights the count is the batch size. An epoch's value is
     `sum(totals) / sum(counts)` over its batches (what Keras reports), not the
     mean of batch means.
@@ -178,6 +178,7 @@ def weighted_sum_and_count(values, sample_weight=None):
     Args:
       values: per-element metric values, shape `(B, ...)`.
       sample_weight: None or weights of shape `(B,)` (or `(B, ...)`).
+      reduce: how trailing axes are reduced (`jnp.mean`; `jnp.sum` for Keras's `Sum`).
 
     Returns:
       `(total, count)`: two float32 scalars.
@@ -187,16 +188,16 @@ def weighted_sum_and_count(values, sample_weight=None):
         weights = jnp.asarray(sample_weight, values.dtype)
         values, weights = losses_lib.squeeze_or_expand_to_same_rank(values, weights)
         if values.ndim > weights.ndim:
-            values = jnp.mean(values, axis=tuple(range(weights.ndim, values.ndim)))
+            values = reduce(values, axis=tuple(range(weights.ndim, values.ndim)))
         weights = jnp.broadcast_to(weights, values.shape)
         values = values * weights
         if weights.ndim > 1:
-            weights = jnp.mean(weights, axis=tuple(range(1, weights.ndim)))
+            weights = reduce(weights, axis=tuple(range(1, weights.ndim)))
         count = jnp.sum(weights)
     else:
         count = jnp.asarray(values.shape[0] if values.ndim >= 1 else 1, values.dtype)
     if values.ndim > 1:
-        values = jnp.mean(values, axis=tuple(range(1, values.ndim)))
+        values = reduce(values, axis=tuple(range(1, values.ndim)))
     return jnp.sum(values), count
 
 
