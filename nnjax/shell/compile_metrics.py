@@ -53,14 +53,14 @@ def compile_metrics(compiled) -> CompileMetrics | None:
       NotImplementedError: for several outputs or a stateful metric (Precision, AUC, ...), which a Keras-form
         step cannot update yet.
     """
-    if not (compiled.metrics or compiled.weighted_metrics or any(h.metrics or h.weighted_metrics
-                                                                 for h in compiled.outputs)):
+    if not (compiled.metrics or compiled.weighted_metrics or any(h.metrics or h.weighted_metrics for h in compiled.outputs)):
         return None
     if compiled.outputs:
         raise NotImplementedError(
             "model.metrics: the compile metrics of a model with several outputs are not available to a Keras-form "
             "train_step/test_step yet; expected one output. Supported instead: create metric objects in __init__ "
-            "(self.mae = nj.metrics.MeanAbsoluteError(name='mae')) and update them in your step")
+            "(self.mae = nj.metrics.MeanAbsoluteError(name='mae')) and update them in your step"
+        )
     config = StepConfig(metrics=compiled.metrics, weighted_metrics=compiled.weighted_metrics)
     entries = []
     for name, metric, weighted in steps.logged_metrics(config):
@@ -69,7 +69,8 @@ def compile_metrics(compiled) -> CompileMetrics | None:
                 f"model.metrics: the compiled metric {name!r} ({type(metric).__name__}) keeps counts, which a "
                 "Keras-form train_step/test_step cannot update through compile_metrics yet; expected per-element "
                 "metrics (mae, mse, accuracy, ...). Supported instead: create the metric object in __init__ and "
-                "update it in your step, or drop the train_step override")
+                "update it in your step, or drop the train_step override"
+            )
         entries.append((name, metric, weighted))
     return CompileMetrics(entries)
 

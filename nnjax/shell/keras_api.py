@@ -46,8 +46,12 @@ class KerasStatelessAPI:
         return keras_form.KerasSteps(self, train=train, test=test, predict=predict)
 
     def _keras_layout(self, state) -> keras_form.KerasLayout:
-        key = (jax.tree.structure(state.params), jax.tree.structure(state.model_state),
-               jax.tree.structure(state.opt_state), state.config.trainable)
+        key = (
+            jax.tree.structure(state.params),
+            jax.tree.structure(state.model_state),
+            jax.tree.structure(state.opt_state),
+            state.config.trainable,
+        )
         cache = self.__dict__.setdefault("_keras_layouts", {})
         if key not in cache:
             cache[key] = keras_form.KerasLayout(self._module, state)
@@ -168,8 +172,7 @@ class KerasStatelessAPI:
             variable.assign(np.asarray(value))
 
     # ------------------------------------------------------------------ stateless calls
-    def stateless_call(self, trainable_variables, non_trainable_variables, *args, return_losses: bool = False,
-                       **kwargs):
+    def stateless_call(self, trainable_variables, non_trainable_variables, *args, return_losses: bool = False, **kwargs):
         """The model's outputs for `trainable_variables` and `non_trainable_variables` (lists, as Keras orders them).
 
         Args:
@@ -183,19 +186,20 @@ class KerasStatelessAPI:
           or `(outputs, non_trainable_variables, losses)` with `return_losses`.
         """
         if len(args) != 1:
-            raise TypeError(f"stateless_call: expected one input argument `x` after the two variable lists; received "
-                            f"{len(args)}")
+            raise TypeError(f"stateless_call: expected one input argument `x` after the two variable lists; received {len(args)}")
         training = bool(kwargs.pop("training", False))
         if kwargs:
-            raise TypeError(f"stateless_call: unexpected keyword arguments {sorted(kwargs)}; expected only `training` "
-                            "and `return_losses`")
+            raise TypeError(
+                f"stateless_call: unexpected keyword arguments {sorted(kwargs)}; expected only `training` and `return_losses`"
+            )
         context = keras_form.current_context()
         state = self._step_state() if self._compiled is not None else self._inference_state()
         layout = self._keras_layout(state)
         params, model_state = layout.trees(state, trainable_variables, non_trainable_variables, "stateless_call")
         key = context.next_key() if context is not None else jax.random.PRNGKey(0)
         (outputs, new_model_state), losses = call_with_added_losses(
-            steps.apply_model, state, params, args[0], training=training, key=key, model_state=model_state)
+            steps.apply_model, state, params, args[0], training=training, key=key, model_state=model_state
+        )
         losses = [at_least_f32(value) for value in losses]
         if context is not None:
             context.added_losses = losses
@@ -216,8 +220,17 @@ class KerasStatelessAPI:
             total = total + value
         return total
 
-    def stateless_compute_loss(self, trainable_variables, non_trainable_variables, metrics_variables, x=None, y=None,
-                               y_pred=None, sample_weight=None, training: bool = True):
+    def stateless_compute_loss(
+        self,
+        trainable_variables,
+        non_trainable_variables,
+        metrics_variables,
+        x=None,
+        y=None,
+        y_pred=None,
+        sample_weight=None,
+        training: bool = True,
+    ):
         """Keras's `stateless_compute_loss`: `(loss, (trainable_variables, non_trainable_variables,
         metrics_variables))`, the loss of `compute_loss` (an override included) and the lists as given."""
         try:

@@ -78,26 +78,35 @@ class KerasLayout:
         """`(params, model_state)` holding the values of the two lists (shapes and dtypes as in `state`)."""
         current = jax.tree.leaves(state.params) + jax.tree.leaves(state.model_state)
         new = list(current)
-        for name, slots, values in (("trainable_variables", self.trainable, trainable),
-                                    ("non_trainable_variables", self.non_trainable, non_trainable)):
+        for name, slots, values in (
+            ("trainable_variables", self.trainable, trainable),
+            ("non_trainable_variables", self.non_trainable, non_trainable),
+        ):
             values = _as_list(values, f"{what}: {name}")
             if len(values) != len(slots):
-                raise ValueError(f"{what}: expected {name} to be a list of {len(slots)} arrays (the model's "
-                                 f"{name}, in order); received {len(values)}")
+                raise ValueError(
+                    f"{what}: expected {name} to be a list of {len(slots)} arrays (the model's "
+                    f"{name}, in order); received {len(values)}"
+                )
             for index, (slot, value) in enumerate(zip(slots, values)):
                 new[slot] = _matching(value, current[slot], f"{what}: {name}[{index}]")
-        return (jax.tree.unflatten(self.params_def, new[: self.num_params]),
-                jax.tree.unflatten(self.state_def, new[self.num_params:]))
+        return (
+            jax.tree.unflatten(self.params_def, new[: self.num_params]),
+            jax.tree.unflatten(self.state_def, new[self.num_params :]),
+        )
 
     def opt_state(self, state, values, what: str):
         """The optax state holding `values` (the leaves of `state.opt_state`, in order)."""
         current = jax.tree.leaves(state.opt_state)
         values = _as_list(values, f"{what}: optimizer_variables")
         if len(values) != len(current):
-            raise ValueError(f"{what}: expected optimizer_variables to be a list of {len(current)} arrays "
-                             f"(model.optimizer.variables); received {len(values)}")
-        return jax.tree.unflatten(self.opt_def, [_matching(v, c, f"{what}: optimizer_variables[{i}]")
-                                                 for i, (v, c) in enumerate(zip(values, current))])
+            raise ValueError(
+                f"{what}: expected optimizer_variables to be a list of {len(current)} arrays "
+                f"(model.optimizer.variables); received {len(values)}"
+            )
+        return jax.tree.unflatten(
+            self.opt_def, [_matching(v, c, f"{what}: optimizer_variables[{i}]") for i, (v, c) in enumerate(zip(values, current))]
+        )
 
 
 def _as_list(values, what: str) -> list:
@@ -167,8 +176,9 @@ def _state_parts(state, count: int, what: str, names: str) -> tuple:
 
 def _check_logs(logs, what: str) -> dict:
     if not isinstance(logs, dict):
-        raise TypeError(f"{what}: expected the returned logs to be a dict of scalars (e.g. {{'loss': loss}}); received "
-                        f"{type(logs).__name__}")
+        raise TypeError(
+            f"{what}: expected the returned logs to be a dict of scalars (e.g. {{'loss': loss}}); received {type(logs).__name__}"
+        )
     return logs
 
 
@@ -195,8 +205,10 @@ class KerasSteps:
     def _new_metrics(self, values, template, what: str) -> list:
         values = _as_list(values, f"{what}: metrics_variables")
         if len(values) != len(template):
-            raise ValueError(f"{what}: expected metrics_variables to be a list of {len(template)} arrays "
-                             f"(model.metrics_variables, metric by metric); received {len(values)}")
+            raise ValueError(
+                f"{what}: expected metrics_variables to be a list of {len(template)} arrays "
+                f"(model.metrics_variables, metric by metric); received {len(values)}"
+            )
         return [_matching(v, t, f"{what}: metrics_variables[{i}]") for i, (v, t) in enumerate(zip(values, template))]
 
     def _train(self, state, totals, batch):
@@ -207,11 +219,13 @@ class KerasSteps:
         keras_state = (trainable, non_trainable, jax.tree.leaves(state.opt_state), metrics)
         with stepping(state, steps.step_key(state)):
             result = type(self.model).train_step(self.model, keras_state, pack(batch))
-        logs, new = _pair(result, what, "(logs, state) with state = (trainable_variables, non_trainable_variables, "
-                                        "optimizer_variables, metrics_variables)")
+        logs, new = _pair(
+            result,
+            what,
+            "(logs, state) with state = (trainable_variables, non_trainable_variables, optimizer_variables, metrics_variables)",
+        )
         logs = _check_logs(logs, what)
-        new = _state_parts(new, 4, what, "trainable_variables, non_trainable_variables, optimizer_variables, "
-                                         "metrics_variables")
+        new = _state_parts(new, 4, what, "trainable_variables, non_trainable_variables, optimizer_variables, metrics_variables")
         params, model_state = layout.trees(state, new[0], new[1], what)
         opt_state = layout.opt_state(state, new[2], what)
         new_state = state.replace(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state)
@@ -224,8 +238,9 @@ class KerasSteps:
         metrics = list(totals.metrics)
         with stepping(state, jax.random.PRNGKey(0)):
             result = type(self.model).test_step(self.model, (trainable, non_trainable, metrics), pack(batch))
-        logs, new = _pair(result, what, "(logs, state) with state = (trainable_variables, non_trainable_variables, "
-                                        "metrics_variables)")
+        logs, new = _pair(
+            result, what, "(logs, state) with state = (trainable_variables, non_trainable_variables, metrics_variables)"
+        )
         logs = _check_logs(logs, what)
         new = _state_parts(new, 3, what, "trainable_variables, non_trainable_variables, metrics_variables")
         layout.trees(state, new[0], new[1], what)  # checked; evaluation leaves the model's weights as they are
@@ -246,17 +261,23 @@ class KerasSteps:
         try:
             return jax.tree.map(lambda v, t: jnp.asarray(v, t.dtype), logs, template)
         except ValueError as err:
-            raise ValueError(f"the step's logs changed structure between steps: expected {jax.tree.structure(template)}; "
-                             f"received {jax.tree.structure(logs)}") from err
+            raise ValueError(
+                f"the step's logs changed structure between steps: expected {jax.tree.structure(template)}; "
+                f"received {jax.tree.structure(logs)}"
+            ) from err
 
     # ------------------------------------------------------------------ epoch totals
     def zero_totals(self, state, batch, phase: str) -> KerasTotals:
         """Totals at the start of an epoch or evaluation: the metrics reset, zero logs shaped like a step's."""
         metrics = [jnp.asarray(v) for m in self.model.metrics for v in m.stateless_reset_state()]
         spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), batch)
-        key = (phase, jax.tree.structure(state), jax.tree.structure(spec),
-               tuple((a.shape, a.dtype) for a in jax.tree.leaves(spec)),
-               tuple((m.shape, m.dtype) for m in metrics))
+        key = (
+            phase,
+            jax.tree.structure(state),
+            jax.tree.structure(spec),
+            tuple((a.shape, a.dtype) for a in jax.tree.leaves(spec)),
+            tuple((m.shape, m.dtype) for m in metrics),
+        )
         if key not in self._logs_shapes:
             start = KerasTotals(metrics, None)
             if phase == "train":
