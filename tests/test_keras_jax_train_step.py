@@ -277,3 +277,29 @@ def test_one_batch_methods_of_a_train_step_model_are_refused():
         mine.train_on_batch(X, Y)
     with pytest.raises(NotImplementedError, match=r"test_on_batch: .* overrides `test_step`"):
         mine.test_on_batch(X, Y)
+
+
+def test_compile_options_a_train_step_would_bypass_are_refused():
+    _, mine = pair("compiled_metrics")
+    with pytest.raises(
+        NotImplementedError,
+        match=r"overrides train_step, which applies its own updates, so "
+        r"nonfinite='halt' would not act on them; expected nonfinite=None",
+    ):
+        mine.compile(optimizer="sgd", loss="mse", nonfinite="halt")
+
+
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")
+def test_a_streamed_dataset_trains_through_the_train_step():
+    theirs, mine = pair("compiled_metrics")
+    for model in (theirs, mine):
+        model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+
+    def batches():
+        for start in range(0, 20, 5):
+            yield X[start : start + 5], Y[start : start + 5]
+
+    k_history = theirs.fit(batches(), epochs=1, shuffle=False, verbose=0).history
+    n_history = mine.fit(batches(), epochs=1, shuffle=False, verbose=0).history
+    assert_logs_equal({k: v[0] for k, v in n_history.items()}, {k: v[0] for k, v in k_history.items()})
+    assert_same_weights(mine, theirs)

@@ -76,7 +76,12 @@ class Model(SubclassingMixin, StepOverrides, KerasStatelessAPI, InputChecks, Bat
     Subclassing, as in Keras: `class M(nj.Model)` with layers made in `__init__` (after `super().__init__()`) and a
     `call(inputs, training=False)` method (see `nnjax.shell.subclassing`), or built as `M(inputs, outputs)`; an
     overridden `compute_loss(x, y, y_pred, sample_weight, training)` is what `fit` minimises and `evaluate` reports.
-    Keras's JAX-form `train_step`/`test_step`/`predict_step`/`compute_metrics` overrides raise NotImplementedError.
+    Keras's JAX-form `train_step(self, state, data)` (`fit`), `test_step(self, state, data)` (`evaluate`, validation)
+    and `predict_step(self, state, data)` (`predict`) overrides run inside the compiled executions on Keras's
+    variable lists, with `stateless_call`, `stateless_compute_loss`, `compute_loss_and_updates`,
+    `optimizer.stateless_apply`, `metrics` and `metrics_variables` (see `nnjax.shell.overrides`,
+    `nnjax.shell.keras_form`); what the step returns becomes the model's weights, optimizer state and metric values.
+    What nnjax cannot honour (a `compute_metrics` override without a step calling it, ...) raises NotImplementedError.
 
     Attributes:
       history: the `History` of the last `fit` call (a new one per call, as in Keras).
@@ -233,6 +238,8 @@ class Model(SubclassingMixin, StepOverrides, KerasStatelessAPI, InputChecks, Bat
           ValueError / TypeError: for unknown names, before anything is compiled.
         """
         self._compile_arguments = {k: v for k, v in locals().items() if k != "self"}  # what model.save writes
+        if self._keras_form_overrides()[0]:
+            self._check_keras_form_compile(nonfinite=nonfinite, dtype_policy=dtype_policy)
         del jit_compile
         self._compiled = resolve(optimizer, loss, metrics, loss_fn=loss_fn, steps_per_execution=steps_per_execution,
                                  dtype_policy=dtype_policy, distribution=distribution, seed=seed, nonfinite=nonfinite,
