@@ -49,14 +49,18 @@ class KerasStatelessAPI:
         """Refuses compile options a Keras-form `train_step` would bypass (it computes and applies the update itself)."""
         for option, value, alternative in (
             ("nonfinite", nonfinite, "check the loss in your train_step (jnp.isfinite) or drop the override"),
-            ("dtype_policy", dtype_policy if dtype_policy == "mixed_float16" else None,
-             'dtype_policy="mixed_bfloat16" (no loss scaling)'),
+            (
+                "dtype_policy",
+                dtype_policy if dtype_policy == "mixed_float16" else None,
+                'dtype_policy="mixed_bfloat16" (no loss scaling)',
+            ),
         ):
             if value is not None:
                 raise NotImplementedError(
                     f"compile: model {self.name!r} ({type(self).__name__}) overrides train_step, which applies its own "
                     f"updates, so {option}={value!r} would not act on them; expected {option}=None. Supported "
-                    f"instead: {alternative}")
+                    f"instead: {alternative}"
+                )
 
     def _keras_layout(self, state) -> keras_form.KerasLayout:
         key = (
