@@ -79,7 +79,7 @@ CASES = [
 @pytest.mark.parametrize(("name", "kw", "kind", "weights"), CASES, ids=[f"{n}-{i}" for i, (n, *_) in enumerate(CASES)])
 def test_stateful_metric_matches_keras(name, kw, kind, weights):
     batches = _batches(kind, np.random.default_rng(len(kw) * 7 + len(kind)))
-    metric = getattr(nj.metrics, name)(**kw)
+    metric = getattr(nj.train.confusion, name)(**kw)
     update = jax.jit(metric.update)
     for weighted in (False, True):
         keras_metric = getattr(keras.metrics, name)(**kw)
@@ -96,7 +96,7 @@ def test_stateful_metric_matches_keras(name, kw, kind, weights):
 def test_states_merge_across_devices_and_batches():
     """Two halves accumulated apart and merged give the sequential result (the sum a psum would take)."""
     batches = _batches("binary", np.random.default_rng(3))
-    metric = nj.metrics.AUC()
+    metric = nj.train.confusion.AUC()
     whole = metric.init()
     for y, p, w, _ in batches:
         whole = metric.update(whole, y, p, w)
@@ -111,7 +111,7 @@ def test_epoch_precision_is_not_a_mean_of_batch_precisions():
     """Guard on the motivating bug: a mean of per-batch precisions differs from Keras's epoch value here."""
     y = [np.array([[1.0], [0.0]]), np.array([[1.0], [1.0], [1.0], [0.0]])]
     p = [np.array([[0.9], [0.9]]), np.array([[0.9], [0.9], [0.9], [0.1]])]
-    metric, keras_metric = nj.metrics.Precision(), keras.metrics.Precision()
+    metric, keras_metric = nj.train.confusion.Precision(), keras.metrics.Precision()
     state = metric.init()
     for yb, pb in zip(y, p):
         state = metric.update(state, yb, pb)

@@ -173,7 +173,7 @@ def _threshold_metric(name, thresholds, top_k, class_id, result_fn) -> StatefulM
 
     def result(state):
         value = result_fn(state)
-        return value[0] if thresholds.shape[0] == 1 else value
+        return value[0] if thresholds.shape[0] == 1 and value.ndim else value
 
     return StatefulMetric(name, init, update, result)
 
@@ -430,8 +430,11 @@ def MeanIoU(  # noqa: N802
     sparse_y_true: bool = True,
     sparse_y_pred: bool = True,
     axis: int = -1,
+    target_class_ids: Sequence[int] | None = None,
 ) -> StatefulMetric:
     """Keras's `MeanIoU`: the mean over classes present of `TP / (TP + FP + FN)`, from a weighted confusion matrix.
+
+    With `target_class_ids`, the mean is over those classes only (Keras's `IoU`).
 
     With `sparse_y_pred=False`, `y_pred` holds scores and its argmax is the
     prediction. The state is a `(num_classes, num_classes)` float32 matrix (rows:
@@ -466,6 +469,9 @@ def MeanIoU(  # noqa: N802
     def result(cm):
         true_positives = jnp.diag(cm)
         denominator = jnp.sum(cm, axis=0) + jnp.sum(cm, axis=1) - true_positives
+        if target_class_ids is not None:
+            ids = jnp.asarray(list(target_class_ids), jnp.int32)
+            true_positives, denominator = true_positives[ids], denominator[ids]
         valid = denominator > 1e-9
         iou = jnp.where(valid, true_positives / (denominator + EPSILON), 0.0)
         return jnp.sum(iou) / (jnp.sum(valid.astype(jnp.float32)) + EPSILON)

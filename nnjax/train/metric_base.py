@@ -366,7 +366,8 @@ class Metric:
         init = initializers_lib.get(
             "zeros" if initializer is None else initializer, where=f"{self.name}.add_variable(initializer=...)"
         )
-        value = jnp.asarray(init(jax.random.key(0), shape, jnp.dtype(dtype)), dtype)
+        with jax.ensure_compile_time_eval():  # a concrete value, even when a metric builds itself under a trace
+            value = jnp.asarray(init(jax.random.key(0), shape, jnp.dtype(dtype)), dtype)
         variable = MetricVariable(
             value, name=name or f"variable_{len(self._variables)}", aggregation=aggregation, owner=self.name
         )

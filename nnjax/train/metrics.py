@@ -54,11 +54,14 @@ def top_k_categorical_accuracy(y_true, y_pred, k=5):
     return _in_top_k(labels, y_pred, k)
 
 
-def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
-    """1.0 where the integer label is among the `k` highest scores."""
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
+    """1.0 where the integer label is among the `k` highest scores (`from_sorted_ids`: among the first `k` ids of
+    `y_pred`, which holds class ids sorted best first, shape `(B, N)`)."""
     labels = jnp.asarray(y_true)
     if labels.ndim == y_pred.ndim:
         labels = jnp.squeeze(labels, -1)
+    if from_sorted_ids:
+        return jnp.any(labels[..., None].astype(y_pred.dtype) == y_pred[..., :k], axis=-1).astype(jnp.float32)
     return _in_top_k(labels.astype(jnp.int32), y_pred, k)
 
 
