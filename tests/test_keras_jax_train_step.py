@@ -301,3 +301,16 @@ def test_a_streamed_dataset_trains_through_the_train_step():
     n_history = mine.fit(batches(), epochs=1, shuffle=False, verbose=0).history
     assert_logs_equal({k: v[0] for k, v in n_history.items()}, {k: v[0] for k, v in k_history.items()})
     assert_same_weights(mine, theirs)
+
+
+def test_compiled_count_metrics_reach_the_train_step_as_keras():
+    labels = (Y > 0).astype(np.float32)
+    theirs, mine = pair("compiled_metrics")
+    for model in (theirs, mine):  # Precision and AUC keep counts: compile_metrics holds them as variables
+        model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["precision", "auc"])
+    fit = dict(batch_size=4, epochs=2, shuffle=False, verbose=0, validation_data=(XV, labels[:8]))
+    k_history, n_history = theirs.fit(X, labels, **fit).history, mine.fit(X, labels, **fit).history
+    assert sorted(n_history) == sorted(k_history) == ["auc", "loss", "precision", "val_auc", "val_loss", "val_precision"]
+    for key in k_history:
+        np.testing.assert_allclose(n_history[key], k_history[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert_same_weights(mine, theirs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from nnjax.train import steps
 from nnjax.train.metric_base import Metric
+from nnjax.train.metric_confusion import AccumulatorMetric
 from nnjax.train.metric_means import MeanMetricWrapper
 from nnjax.train.state import StepConfig
 
@@ -18,14 +19,15 @@ class CompileMetrics(Metric):
     """The compiled metrics of a model, one `MeanMetricWrapper` each.
 
     Args:
-      entries: `(logged name, per-element fn, weighted)` per compiled metric.
+      entries: `(logged name, compiled metric, weighted)` per compiled metric: a per-element one
+        (`nnjax.train.metrics.Metric`) or a functional accumulator (`nnjax.train.confusion`: Precision, AUC, ...).
     """
 
     def __init__(self, entries):
         super().__init__(name="compile_metrics")
         self._entries = []
-        for index, (name, fn, weighted) in enumerate(entries):
-            metric = MeanMetricWrapper(fn, name=name)
+        for index, (name, compiled, weighted) in enumerate(entries):
+            metric = MeanMetricWrapper(compiled, name=name) if hasattr(compiled, "fn") else _Counts(compiled, name)
             setattr(self, f"metric_{index}", metric)  # tracked: its variables follow in `variables`
             self._entries.append((metric, weighted))
 
@@ -46,12 +48,20 @@ class CompileMetrics(Metric):
             metric.reset_state()
 
 
+class _Counts(AccumulatorMetric):
+    """A compiled functional accumulator (`nnjax.train.confusion`) as a metric object with variables."""
+
+    def __init__(self, accumulator, name: str):
+        super().__init__(name=name)
+        self._use(accumulator, {})
+
+
 def compile_metrics(compiled) -> CompileMetrics | None:
     """The `CompileMetrics` of a `CompileConfig`, or None when it has no metrics (as Keras).
 
     Raises:
-      NotImplementedError: for several outputs or a stateful metric (Precision, AUC, ...), which a Keras-form
-        step cannot update yet.
+      NotImplementedError: for several outputs, or a metric whose state's shape depends on the data (F-scores,
+        multi-label AUC), which a Keras-form step cannot update yet.
     """
     if not (compiled.metrics or compiled.weighted_metrics or any(h.metrics or h.weighted_metrics for h in compiled.outputs)):
         return None
@@ -65,12 +75,15 @@ def compile_metrics(compiled) -> CompileMetrics | None:
     entries = []
     for name, metric, weighted in steps.logged_metrics(config):
         if not hasattr(metric, "fn"):
-            raise NotImplementedError(
-                f"model.metrics: the compiled metric {name!r} ({type(metric).__name__}) keeps counts, which a "
-                "Keras-form train_step/test_step cannot update through compile_metrics yet; expected per-element "
-                "metrics (mae, mse, accuracy, ...). Supported instead: create the metric object in __init__ and "
-                "update it in your step, or drop the train_step override"
-            )
+            try:
+                metric.init(None)
+            except Exception as err:  # noqa: BLE001 - its state's shape depends on the data
+                raise NotImplementedError(
+                    f"model.metrics: the compiled metric {name!r} ({type(metric).__name__}) sizes its state from the "
+                    "data, which a Keras-form train_step/test_step cannot do through compile_metrics; expected a "
+                    "metric with a fixed state. Supported instead: create the metric object in __init__, build it "
+                    "(metric.build_from_shapes(y_true_shape, y_pred_shape)) and update it in your step"
+                ) from err
         entries.append((name, metric, weighted))
     return CompileMetrics(entries)
 
