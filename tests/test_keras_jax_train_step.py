@@ -264,17 +264,14 @@ def test_a_train_step_returning_the_wrong_structure_is_refused(returns, error, m
         model.fit(X, Y, batch_size=4, verbose=0)
 
 
-def test_one_batch_methods_of_a_train_step_model_are_refused():
-    _, mine = pair("compiled_metrics")
-    mine.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(
-        NotImplementedError,
-        match=r"train_on_batch: .* overrides `train_step`.*Supported instead: "
-        r"fit\(x, y, batch_size=len\(x\), epochs=1",
-    ):
-        mine.train_on_batch(X, Y)
-    with pytest.raises(NotImplementedError, match=r"test_on_batch: .* overrides `test_step`"):
-        mine.test_on_batch(X, Y)
+def test_one_batch_methods_run_the_steps_as_keras():
+    theirs, mine = pair("compiled_metrics")
+    for model in (theirs, mine):
+        model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    for _ in range(2):  # each call starts from reset metrics, as Keras
+        np.testing.assert_allclose(mine.train_on_batch(X[:6], Y[:6]), theirs.train_on_batch(X[:6], Y[:6]), rtol=1e-5)
+    assert_logs_equal(mine.test_on_batch(X, Y, return_dict=True), theirs.test_on_batch(X, Y, return_dict=True))
+    assert_same_weights(mine, theirs)
 
 
 def test_compile_options_a_train_step_would_bypass_are_refused():

@@ -97,6 +97,17 @@ class KerasStatelessAPI:
             return keras_form.flat_logs(jax.device_get(totals.logs))
         return super()._totals_result(totals)
 
+    def _batch_totals(self, state, batch, phase: str):
+        custom = self.execution.step_functions
+        if custom is not None and (custom.train if phase == "train" else custom.evaluate) is not None:
+            return custom.zero_totals(state, batch, phase)
+        return super()._batch_totals(state, batch, phase)
+
+    def _log_order(self, logs: dict) -> list[str]:
+        if self.execution.step_functions is not None:
+            return self._keras_metric_order(logs)
+        return super()._log_order(logs)
+
     def _store_keras_metrics(self) -> None:
         """Writes the metric variables of the last Keras-form step into `model.metrics`' objects."""
         totals = self.__dict__.pop("_keras_totals", None)

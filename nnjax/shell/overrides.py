@@ -12,8 +12,8 @@ they run inside nnjax's compiled executions on Keras's lists of arrays (see `nnj
 `compute_loss_and_updates`, `optimizer.stateless_apply`, `metrics`, `metrics_variables`:
 `nnjax.shell.keras_api`); what they return becomes the model's weights, optimizer state and metric values.
 
-What is still refused, by the method that would call it (never silently trained the default way), with the
-supported alternative: `train_on_batch`/`test_on_batch` of a model with such a step; overrides of
+`train_on_batch` and `test_on_batch` run the same steps on one batch. What is still refused, by the method that
+would call it (never silently trained the default way), with the supported alternative: overrides of
 `compute_metrics`, `compute_loss_and_updates`, `stateless_call` or a `metrics` property without the step that
 calls them (nnjax's built-in steps do not call them, Keras's default steps would).
 """
@@ -26,11 +26,11 @@ from typing import Any
 from nnjax.shell.subclassing import user_defined
 from nnjax.train import steps
 
-# a JAX-form step -> the entry points that run it, and those that refuse it
+# a JAX-form step -> the entry points that run it
 _STEPS = {
-    "train_step": (("fit",), ("train_on_batch",)),
-    "test_step": (("evaluate", "fit(validation_data)"), ("test_on_batch",)),
-    "predict_step": (("predict", "predict_on_batch"), ()),
+    "train_step": ("fit", "train_on_batch"),
+    "test_step": ("evaluate", "fit(validation_data)", "test_on_batch"),
+    "predict_step": ("predict", "predict_on_batch"),
 }
 
 # an overridable helper -> the entry points whose Keras default step would call it
@@ -42,12 +42,9 @@ _HELPERS = {
     "metrics": ("fit", "evaluate", "fit(validation_data)", "train_on_batch", "test_on_batch"),
 }
 
-_STEP_OF = {what: name for name, (callers, _) in _STEPS.items() for what in callers}
-_STEP_OF.update({"train_on_batch": "train_step", "test_on_batch": "test_step"})
+_STEP_OF = {what: name for name, callers in _STEPS.items() for what in callers}
 
 _ALTERNATIVES = {
-    "train_step": "fit(x, y, batch_size=len(x), epochs=1, shuffle=False) runs the overridden train_step on one batch",
-    "test_step": "evaluate(x, y, batch_size=len(x)) runs the overridden test_step on one batch",
     "compute_metrics": "override {step}(self, state, data) and update your metric objects there, or pass metrics "
                        "to compile (metrics=, weighted_metrics=)",
     "compute_loss_and_updates": "override {step}(self, state, data) calling it, or override "
@@ -95,11 +92,6 @@ class StepOverrides:
         """Raises NotImplementedError if this subclass overrides a Keras method that `what` would call but nnjax
         cannot honour there."""
         cls, name_of = type(self), f'model "{getattr(self, "name", type(self).__name__)}" ({type(self).__name__})'
-        for step, (_, refused_by) in _STEPS.items():
-            if what in refused_by and user_defined(cls, step):
-                raise NotImplementedError(
-                    f"{what}: {name_of} overrides `{step}`, which nnjax runs only inside {_STEPS[step][0][0]}; "
-                    f"expected a model without a JAX-form {step} here. Supported instead: {_ALTERNATIVES[step]}")
         step = _STEP_OF.get(what)
         if step is not None and user_defined(cls, step):
             return
