@@ -25,12 +25,12 @@ def models(lib):
     """The overriding subclasses, for `lib` = keras or nnjax."""
     unpack = lib.utils.unpack_x_y_sample_weight
 
-    def update_metrics(model, metric_values, loss, y, y_pred, sample_weight):
+    def update_metrics(model, metric_values, loss, y, y_pred, sample_weight, weigh_loss=True):
         logs, updated = {}, []
         for metric in model.metrics:
             mine = metric_values[len(updated) : len(updated) + len(metric.variables)]
             if metric.name == "loss":
-                mine = metric.stateless_update_state(mine, loss, sample_weight=sample_weight)
+                mine = metric.stateless_update_state(mine, loss, sample_weight=sample_weight if weigh_loss else None)
             else:
                 mine = metric.stateless_update_state(mine, y, y_pred, sample_weight=sample_weight)
             logs[metric.name] = metric.stateless_result(mine)
@@ -105,18 +105,37 @@ def models(lib):
             y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=False)
             return 2.0 * y_pred + 1.0, non_trainable
 
-    return {"compiled_metrics": CompiledMetrics, "own_metrics": OwnMetrics, "predict": DoubledPredictions}
+    class DefaultLossAndUpdates(lib.Model):
+        def train_step(self, state, data):
+            trainable, non_trainable, optimizer_values, metric_values = state
+            x, y, sample_weight = unpack(data)
+            (_, (loss, y_pred, non_trainable, metric_values)), grads = jax.value_and_grad(
+                self.compute_loss_and_updates, has_aux=True
+            )(trainable, non_trainable, metric_values, x, y, sample_weight, training=True, optimizer_variables=optimizer_values)
+            trainable, optimizer_values = self.optimizer.stateless_apply(optimizer_values, grads, trainable)
+            # the loss is a scalar: the loss tracker takes no per-example weights
+            logs, metric_values = update_metrics(self, metric_values, loss, y, y_pred, sample_weight, weigh_loss=False)
+            return logs, (trainable, non_trainable, optimizer_values, metric_values)
+
+    return {
+        "compiled_metrics": CompiledMetrics,
+        "own_metrics": OwnMetrics,
+        "predict": DoubledPredictions,
+        "default_loss_and_updates": DefaultLossAndUpdates,
+    }
 
 
-def build(lib, cls):
+def build(lib, cls, batchnorm=False):
     inputs = keras.Input((6,), name="x") if lib is keras else nj.Input(shape=(6,), name="x")
     hidden = lib.layers.Dense(4, activation="tanh", name="hidden")(inputs)
+    if batchnorm:
+        hidden = lib.layers.BatchNormalization(momentum=0.5, name="bn")(hidden)
     return cls(inputs, lib.layers.Dense(1, name="out")(hidden))
 
 
-def pair(kind):
+def pair(kind, batchnorm=False):
     keras.utils.set_random_seed(2)
-    theirs, mine = build(keras, models(keras)[kind]), build(nj, models(nj)[kind])
+    theirs, mine = build(keras, models(keras)[kind], batchnorm), build(nj, models(nj)[kind], batchnorm)
     for layer in theirs.layers[1:]:
         mine.get_layer(layer.name).set_weights(layer.get_weights())
     return theirs, mine
@@ -311,3 +330,19 @@ def test_compiled_count_metrics_reach_the_train_step_as_keras():
     for key in k_history:
         np.testing.assert_allclose(n_history[key], k_history[key], rtol=1e-5, atol=1e-6, err_msg=key)
     assert_same_weights(mine, theirs)
+
+
+def test_default_compute_loss_and_updates_with_sample_weights_and_batchnorm_state():
+    theirs, mine = pair("default_loss_and_updates", batchnorm=True)
+    weights = np.linspace(0.5, 2.0, len(X)).astype(np.float32)
+    for model in (theirs, mine):
+        model.compile(optimizer="adam", loss="mse", metrics=["mae"], weighted_metrics=["mse"])
+    assert [tuple(np.shape(v)) for v in mine.non_trainable_variables] == [(4,), (4,)]  # the moving mean, variance
+    fit = dict(sample_weight=weights, batch_size=5, epochs=2, shuffle=False, verbose=0)
+    k_history, n_history = theirs.fit(X, Y, **fit).history, mine.fit(X, Y, **fit).history
+    assert sorted(n_history) == sorted(k_history) == ["loss", "mae", "mse"]
+    for key in k_history:
+        np.testing.assert_allclose(n_history[key], k_history[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert_same_weights(mine, theirs)  # the BatchNormalization statistics the steps returned included
+    for got, expected in zip(mine.non_trainable_variables, theirs.non_trainable_variables, strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-6)
