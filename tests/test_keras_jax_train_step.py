@@ -346,3 +346,56 @@ def test_default_compute_loss_and_updates_with_sample_weights_and_batchnorm_stat
     assert_same_weights(mine, theirs)  # the BatchNormalization statistics the steps returned included
     for got, expected in zip(mine.non_trainable_variables, theirs.non_trainable_variables, strict=True):
         np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
+def subclassed(lib):
+    class TwoDense(lib.Model):
+        def __init__(self):
+            super().__init__()
+            self.wide = lib.layers.Dense(5, name="wide")
+            self.narrow = lib.layers.Dense(1, name="narrow")
+            self.batch_losses = lib.metrics.Mean(name="loss")  # tracked: model.metrics lists it after the compiled ones
+
+        def call(self, x, training=False):
+            return self.narrow(self.wide(x))
+
+        def train_step(self, state, data):
+            trainable, non_trainable, optimizer_values, metric_values = state
+            x, y = data
+
+            def objective(trainable):
+                y_pred, _ = self.stateless_call(trainable, non_trainable, x, training=True)
+                return self.compute_loss(x, y, y_pred)
+
+            loss, grads = jax.value_and_grad(objective)(trainable)
+            trainable, optimizer_values = self.optimizer.stateless_apply(optimizer_values, grads, trainable)
+            tracker = self.metrics[0]  # the compiled loss tracker; the tracked one keeps its reset values
+            updated = tracker.stateless_update_state(metric_values[:2], loss)
+            logs = {"loss": tracker.stateless_result(updated)}
+            return logs, (trainable, non_trainable, optimizer_values, updated + metric_values[2:])
+
+    return TwoDense()
+
+
+def test_subclassed_train_step_epoch_logs_follow_keras_rule():
+    keras.utils.set_random_seed(3)
+    theirs, mine = subclassed(keras), subclassed(nj)
+    theirs(X[:1])
+    mine.build((None, 6))
+    for name in ("wide", "narrow"):
+        getattr(mine, name).set_weights(getattr(theirs, name).get_weights())
+    for model in (theirs, mine):
+        model.compile(optimizer="sgd", loss="mse")
+    assert [m.name for m in mine.metrics] == [m.name for m in theirs.metrics] == ["loss", "loss"]
+    k_batches, n_batches = [], []
+    fit = dict(batch_size=5, epochs=2, shuffle=False, verbose=0)
+    k_history = theirs.fit(X, Y, callbacks=[batch_recorder(keras.callbacks.Callback, k_batches)], **fit).history
+    n_history = mine.fit(X, Y, callbacks=[batch_recorder(nj.callbacks.Callback, n_batches)], **fit).history
+    # the step's logs have the names of model.metrics' results: the epoch ends on those results (the last "loss",
+    # the tracked metric's, was never updated), while each batch sees the step's own logs
+    assert n_history == k_history == {"loss": [0.0, 0.0]}
+    for n_logs, k_logs in zip(n_batches, k_batches, strict=True):
+        assert_logs_equal(n_logs, k_logs)
+    for name in ("wide", "narrow"):
+        for got, expected in zip(getattr(mine, name).get_weights(), getattr(theirs, name).get_weights(), strict=True):
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)

@@ -62,7 +62,7 @@ class InferenceMixin:
         if cached is not None and cached[0] is source and not per_batch and steps is None:
             for placed in cached[1]:
                 totals = execution.evaluate(state, totals, placed)
-            return self._totals_result(totals)
+            return self._epoch_result(totals)
         keep_on_device = keep_on_device and not per_batch and steps is None
         kept, group = [], []
 
@@ -96,7 +96,7 @@ class InferenceMixin:
             flush()
         if keep_on_device and hasattr(source, "arrays"):
             self._eval_cache = (source, kept)
-        return self._totals_result(totals)
+        return self._epoch_result(totals)
 
     def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose="auto", sample_weight=None,
                  steps: int | None = None, callbacks=None, return_dict: bool = False):

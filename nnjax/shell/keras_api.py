@@ -108,6 +108,25 @@ class KerasStatelessAPI:
             return self._keras_metric_order(logs)
         return super()._log_order(logs)
 
+    def _epoch_result(self, totals) -> dict:
+        """Keras's rule for the values an epoch or evaluation ends with: the results of `model.metrics` (from the
+        last step's metric variables) when the step's logs have exactly their names, else the last step's logs."""
+        logs = self._totals_result(totals)
+        if not isinstance(totals, keras_form.KerasTotals):
+            return logs
+        values, results, start = jax.device_get(list(totals.metrics)), {}, 0
+        for metric in self.metrics:
+            count = len(metric.variables)
+            result = metric.stateless_result(values[start : start + count])
+            start += count
+            if isinstance(result, dict):
+                results.update(result)
+            else:
+                results[metric.name] = result
+        if set(totals.logs) == set(results):
+            return keras_form.flat_logs(results)
+        return logs
+
     def _store_keras_metrics(self) -> None:
         """Writes the metric variables of the last Keras-form step into `model.metrics`' objects."""
         totals = self.__dict__.pop("_keras_totals", None)

@@ -13,7 +13,10 @@ Keras's JAX trainer hands a subclass's `train_step` a `state` of four lists of a
 `KerasSteps` runs the user's methods inside nnjax's compiled executions (`nnjax.train.execution`), so
 `steps_per_execution`, device-resident data and callbacks work as for the built-in step. The epoch's "totals" are
 `KerasTotals(metrics, logs)`: the metric variables the last step returned and its logs; each epoch (and each
-evaluation) starts from the metrics' `stateless_reset_state()`, as Keras resets `model.metrics`.
+evaluation) starts from the metrics' `stateless_reset_state()`, as Keras resets `model.metrics`. Callbacks' batch
+logs are the step's logs, flattened as Keras flattens them (nested dicts merged); an epoch or evaluation ends on
+the results of `model.metrics` when the step's logs have exactly their names, else on the last step's logs (Keras's
+rule), and the metric objects then hold the last step's variables.
 """
 
 from __future__ import annotations
