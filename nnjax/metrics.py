@@ -13,6 +13,7 @@ from nnjax.train import confusion  # noqa: F401
 from nnjax.train import metric_base as _metric_base
 from nnjax.train import metrics as _per_element_lib
 from nnjax.train.confusion import StatefulMetric, mean_metric, merge  # noqa: F401
+from nnjax.train.metric_adapters import ObjectAccumulator, from_flax  # noqa: F401
 from nnjax.train.metric_base import MetricVariable, StatelessScope, in_stateless_scope  # noqa: F401
 from nnjax.train.metric_classes import *  # noqa: F401,F403
 from nnjax.train.metric_classes import __all__ as _classes
@@ -120,7 +121,7 @@ def get(identifier):
     """
     from nnjax.saving import objects
 
-    if isinstance(identifier, (Metric, StatefulMetric)) or _is_flax_metric(identifier):
+    if isinstance(identifier, (Metric, StatefulMetric, ObjectAccumulator)) or _is_flax_metric(identifier):
         return identifier
     if isinstance(identifier, dict):
         return deserialize(identifier)
@@ -155,6 +156,7 @@ __all__ = [
     "Sum",
     "confusion",
     "deserialize",
+    "from_flax",
     "get",
     "in_stateless_scope",
     "mean_metric",

@@ -111,7 +111,7 @@ def test_stateful_metrics_report_the_epochs_value_as_keras_does():
     kernel, bias = kmodel.layers[0].get_weights()
     model.layers[0].kernel[...] = kernel
     model.layers[0].bias[...] = bias
-    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=[nj.metrics.Precision(), nj.metrics.AUC()], seed=0)
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=[nj.metrics.Precision(name="precision"), nj.metrics.AUC(name="auc")], seed=0)
     theirs = kmodel.fit(xb, yb, batch_size=16, epochs=2, shuffle=False, verbose=0).history
     mine = model.fit(xb, yb, batch_size=16, epochs=2, shuffle=False, verbose=0).history
     assert set(mine) == set(theirs) == {"loss", "precision", "auc"}

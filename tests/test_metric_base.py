@@ -177,3 +177,29 @@ def test_errors_name_the_metric_and_the_fix():
 
     with pytest.raises(RuntimeError, match="forgot to call `super"):
         NoSuper().add_variable((), "zeros")
+
+
+def test_registered_subclass_serializes_and_is_found_by_name():
+    @nj.saving.register_keras_serializable(package="metric_tests")
+    class Doubled(nj.metrics.Mean):
+        def __init__(self, factor=2.0, name="doubled", dtype=None):
+            super().__init__(name=name, dtype=dtype)
+            self.factor = factor
+
+        def update_state(self, values, sample_weight=None):
+            super().update_state(jnp.asarray(values) * self.factor, sample_weight)
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
+    config = nj.metrics.serialize(Doubled(factor=3.0, name="d"))
+    assert config["registered_name"] == "metric_tests>Doubled" and config["config"]["factor"] == 3.0
+    again = nj.metrics.get(config)
+    assert type(again) is Doubled and again.name == "d" and float(again([1.0, 2.0])) == 4.5
+    assert type(nj.metrics.get("metric_tests>Doubled")) is Doubled
+    assert type(nj.metrics.get("AUC")) is nj.metrics.AUC and type(nj.metrics.get("precision")) is nj.metrics.Precision
+    assert nj.metrics.get("mse").fn is nj.losses.mean_squared_error  # snake-case names: the per-element function
+    with pytest.raises(ValueError, match=r"unknown metric class 'Nope'; expected one of \[.*'AUC'.*\], a class registered"):
+        nj.metrics.deserialize({"class_name": "Nope", "config": {}})
+    with pytest.raises(TypeError, match="metrics.serialize: expected a metric object"):
+        nj.metrics.serialize("mse")

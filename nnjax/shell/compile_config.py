@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import optax
 
-from nnjax.train import confusion, precision
+from nnjax.train import confusion, metric_adapters, precision
 from nnjax.train import losses as losses_lib
 from nnjax.train import metrics as metrics_lib
 from nnjax.train import nonfinite as nonfinite_lib
@@ -37,7 +37,11 @@ class CompileConfig:
 
 
 def _metric(identifier, loss):
-    """A stateful metric (Precision, AUC, ...: `nnjax.train.confusion`) or a per-element one."""
+    """A metric object's accumulator (`nnjax.train.metric_adapters`), a stateful metric (Precision, AUC, ...:
+    `nnjax.train.confusion`) or a per-element one."""
+    accumulator = metric_adapters.as_accumulator(identifier)
+    if accumulator is not None:
+        return accumulator
     stateful = confusion.get(identifier)
     return stateful if stateful is not None else metrics_lib.get(identifier, loss)
 

@@ -125,7 +125,10 @@ class LoopHooks:
         return stored.tree() if isinstance(stored, FlatState) else stored
 
     def _totals_result(self, totals) -> dict:
-        return totals_lib.result(self.state.config, totals, members=self.execution.members is not None)
+        members = self.execution.members is not None
+        if not members:  # the compiled metric objects hold the values so far, as Keras's do
+            totals_lib.write_back(self.state.config, totals)
+        return totals_lib.result(self.state.config, totals, members=members)
 
     def _epoch_result(self, totals) -> dict:
         """The values an epoch (or an evaluation) ends with (`_totals_result` unless a Keras-form step's rule applies)."""

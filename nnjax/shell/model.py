@@ -213,9 +213,11 @@ class Model(SubclassingMixin, StepOverrides, KerasStatelessAPI, InputChecks, Bat
           loss: a Keras loss name, an `nj.losses` object or `fn(y_true, y_pred)`. A functional model with several
             outputs takes a list (one per output, None for none) or a dict keyed by the output names; one loss
             applies to every output. Logs then hold "loss" (the weighted sum) and "<output>_loss" per output.
-          metrics: a list of metric names, metric objects (`nj.metrics.Precision()`, ...) or `fn(y_true, y_pred)`
-            callables; unweighted, as in Keras. Several outputs: a list with one list per output or a dict keyed
-            by the output names (logged as "<output>_<metric>").
+          metrics: a list of metric names, metric objects (`nj.metrics.Precision()`, a subclass of
+            `nj.metrics.Metric`, a flax `nnx.metrics` object, updated with `logits=y_pred, labels=y_true`) or
+            `fn(y_true, y_pred)` callables; unweighted, as in Keras, and logged under the object's `name`. The
+            objects hold the values of the last epoch (or `evaluate`) afterwards, as Keras's do. Several outputs: a
+            list with one list per output or a dict keyed by the output names (logged as "<output>_<metric>").
           weighted_metrics: metrics weighted by `sample_weight` (and `class_weight`): each epoch value is
             `sum(w * v) / sum(w)`; named "weighted_<name>" when `metrics` has the same name. Per output as `metrics`.
           loss_weights: several outputs only: a list or dict of each output's factor in the objective.

@@ -213,10 +213,10 @@ class R2Score(Metric):
 
     def build_from_shapes(self, y_true_shape, y_pred_shape) -> None:
         """Creates the per-column variables for `(B, D)` inputs (`update_state` calls it on first use)."""
-        if len(y_pred_shape) != 2 or len(y_true_shape) != 2:
+        if len(y_pred_shape) != 2 or (y_true_shape is not None and len(y_true_shape) != 2):
             raise ValueError(
                 f"R2Score expects 2D inputs with shape (batch_size, output_dim); received y_pred.shape="
-                f"{tuple(y_pred_shape)} and y_true.shape={tuple(y_true_shape)}"
+                f"{tuple(y_pred_shape)} and y_true.shape={y_true_shape and tuple(y_true_shape)}"
             )
         columns = (int(y_pred_shape[-1]),)
         self.squared_sum = self.add_variable(columns, "zeros", name="squared_sum")

@@ -166,7 +166,9 @@ def get(identifier, loss: losses_lib.Loss | None = None) -> Metric:
         raise ValueError(f"compile(metrics=...): unknown metric {identifier!r}; expected one of {METRICS} or a callable")
     if callable(identifier):
         return Metric(name=getattr(identifier, "__name__", "metric"), fn=identifier)
-    raise TypeError(f"compile(metrics=...): expected a metric name or a callable; got {identifier!r}")
+    raise TypeError(f"compile(metrics=...): expected a metric name (e.g. 'accuracy'), a metric object "
+                    "(nj.metrics.AUC(), a subclass of nj.metrics.Metric, a flax nnx.metrics object) or a function "
+                    f"fn(y_true, y_pred) -> per-example values; received {type(identifier).__name__} {identifier!r}")
 
 
 def weighted_sum_and_count(values, sample_weight=None, reduce=jnp.mean):

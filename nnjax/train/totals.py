@@ -61,6 +61,17 @@ def result(config, totals, *, members: bool = False) -> dict:
     return out
 
 
+def write_back(config, totals) -> None:
+    """Sets the variables of the compiled metric objects (`nnjax.train.metric_adapters`) to their values after the
+    batches summed in `totals`, as Keras's compiled metrics hold them after `fit` and `evaluate`."""
+    from nnjax.train.steps import logged_metrics
+
+    for name, metric, _ in logged_metrics(config):
+        write = getattr(metric, "write_back", None)
+        if write is not None and name in totals:
+            write(totals[name])
+
+
 def to_leaves(totals) -> list[np.ndarray]:
     """The totals as host arrays, in a fixed order (for backups)."""
     return [np.asarray(a) for a in jax.tree.leaves(jax.device_get(totals))]
@@ -79,4 +90,4 @@ def from_leaves(template, leaves):
     return jax.tree.unflatten(treedef, [jnp.asarray(b, a.dtype) for a, b in zip(flat, leaves)])
 
 
-__all__ = ["add", "from_leaves", "init", "mask", "result", "to_leaves"]
+__all__ = ["add", "from_leaves", "init", "mask", "result", "to_leaves", "write_back"]
