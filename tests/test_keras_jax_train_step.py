@@ -399,3 +399,16 @@ def test_subclassed_train_step_epoch_logs_follow_keras_rule():
     for name in ("wide", "narrow"):
         for got, expected in zip(getattr(mine, name).get_weights(), getattr(theirs, name).get_weights(), strict=True):
             np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_metric_objects_given_to_compile_are_updated_by_the_train_step():
+    theirs, mine = pair("compiled_metrics")
+    k_mae, n_mae = keras.metrics.MeanAbsoluteError(name="abs_err"), nj.metrics.MeanAbsoluteError(name="abs_err")
+    theirs.compile(optimizer="sgd", loss="mse", metrics=[k_mae])
+    mine.compile(optimizer="sgd", loss="mse", metrics=[n_mae])
+    fit = dict(batch_size=4, epochs=1, shuffle=False, verbose=0)
+    assert_logs_equal(
+        {k: v[0] for k, v in mine.fit(X, Y, **fit).history.items()}, {k: v[0] for k, v in theirs.fit(X, Y, **fit).history.items()}
+    )
+    np.testing.assert_allclose(float(n_mae.result()), float(k_mae.result()), rtol=1e-5)
+    assert mine.metrics[1].metrics == [n_mae]

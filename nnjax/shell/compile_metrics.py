@@ -20,14 +20,21 @@ class CompileMetrics(Metric):
 
     Args:
       entries: `(logged name, compiled metric, weighted)` per compiled metric: a per-element one
-        (`nnjax.train.metrics.Metric`) or a functional accumulator (`nnjax.train.confusion`: Precision, AUC, ...).
+        (`nnjax.train.metrics.Metric`), a functional accumulator (`nnjax.train.confusion`: Precision, AUC, ...)
+        or a metric object given to `compile` (then that object itself is updated, as in Keras).
     """
 
     def __init__(self, entries):
         super().__init__(name="compile_metrics")
         self._entries = []
         for index, (name, compiled, weighted) in enumerate(entries):
-            metric = MeanMetricWrapper(compiled, name=name) if hasattr(compiled, "fn") else _Counts(compiled, name)
+            source = getattr(compiled, "source", None)
+            if hasattr(source, "stateless_update_state"):  # a metric object given to compile: Keras updates it itself
+                metric = source
+            elif hasattr(compiled, "fn"):
+                metric = MeanMetricWrapper(compiled, name=name)
+            else:
+                metric = _Counts(compiled, name)
             setattr(self, f"metric_{index}", metric)  # tracked: its variables follow in `variables`
             self._entries.append((metric, weighted))
 
@@ -74,7 +81,7 @@ def compile_metrics(compiled) -> CompileMetrics | None:
     config = StepConfig(metrics=compiled.metrics, weighted_metrics=compiled.weighted_metrics)
     entries = []
     for name, metric, weighted in steps.logged_metrics(config):
-        if not hasattr(metric, "fn"):
+        if not hasattr(metric, "fn") and not hasattr(getattr(metric, "source", None), "stateless_update_state"):
             try:
                 metric.init(None)
             except Exception as err:  # noqa: BLE001 - its state's shape depends on the data
