@@ -38,7 +38,7 @@ def models(lib):
         return logs, updated
 
     class CompiledMetrics(lib.Model):
-        traces = 0
+        traces = test_traces = 0
 
         def compute_loss_and_updates(self, trainable, non_trainable, metric_values, x, y, sample_weight, training=False):
             y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=training)
@@ -60,6 +60,7 @@ def models(lib):
             return logs, (trainable, non_trainable, optimizer_values, metric_values)
 
         def test_step(self, state, data):
+            type(self).test_traces += 1
             x, y, sample_weight = unpack(data)
             trainable, non_trainable, metric_values = state
             y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=False)
@@ -238,15 +239,17 @@ def test_predict_step_override_as_keras():
     np.testing.assert_allclose(mine.predict_on_batch(X[:5]), theirs.predict_on_batch(X[:5]), rtol=1e-6, atol=1e-6)
 
 
-def test_train_step_is_traced_in_the_first_epoch_only():
+def test_steps_are_traced_in_the_first_epoch_only():
     _, mine = pair("compiled_metrics")
     cls = type(mine)
     mine.compile(optimizer="sgd", loss="mse", metrics=["mae"], steps_per_execution=1)
-    mine.fit(X, Y, batch_size=8, epochs=1, shuffle=False, verbose=0)  # full and partial batches: traced for both
-    traced = cls.traces
-    assert traced > 0
-    mine.fit(X, Y, batch_size=8, epochs=2, shuffle=False, verbose=0)
-    assert cls.traces == traced
+    fit = dict(batch_size=8, shuffle=False, verbose=0, validation_data=(XV, YV))
+    mine.fit(X, Y, epochs=1, **fit)  # full and partial batches: traced for both
+    traced = (cls.traces, cls.test_traces)
+    assert min(traced) > 0
+    mine.fit(X, Y, epochs=2, **fit)
+    mine.evaluate(XV, YV, batch_size=8, verbose=0)
+    assert (cls.traces, cls.test_traces) == traced
 
 
 class _WrongStep(nj.Model):

@@ -213,6 +213,7 @@ class Model(SubclassingMixin, StepOverrides, KerasStatelessAPI, InputChecks, Bat
           loss: a Keras loss name, an `nj.losses` object or `fn(y_true, y_pred)`. A functional model with several
             outputs takes a list (one per output, None for none) or a dict keyed by the output names; one loss
             applies to every output. Logs then hold "loss" (the weighted sum) and "<output>_loss" per output.
+            Optional for a subclass overriding Keras's JAX-form `train_step` (its `compute_loss` is then 0).
           metrics: a list of metric names, metric objects (`nj.metrics.Precision()`, a subclass of
             `nj.metrics.Metric`, a flax `nnx.metrics` object, updated with `logits=y_pred, labels=y_true`) or
             `fn(y_true, y_pred)` callables; unweighted, as in Keras, and logged under the object's `name`. The
