@@ -20,6 +20,9 @@ def fit_contender(model, x, y, *, batch_size: int, epochs: int):
         model.history = nj.callbacks.History()
         history = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=True)
         last["loss"] = history.history["loss"][-1]
+        choice = getattr(history, "steps_per_execution", None)
+        if choice is not None:
+            last["steps_choice"] = choice.describe()
         return model.state.params
 
     return run, last
@@ -102,6 +105,7 @@ def result_rows(
             "first_run_s": entry["first_s"],
             "compiles_after_warmup": entry["compiles"],
             "final_loss": lasts.get(name, {}).get("loss"),
+            **({"steps_choice": lasts[name]["steps_choice"]} if "steps_choice" in lasts.get(name, {}) else {}),
             "run_samples_s": entry["samples"],
         }
         if flops_per_step:

@@ -12,7 +12,8 @@ Contenders, timed in interleaved rounds of ``--epochs`` epochs each:
 
 - ``nnjax_fit``: ``model.fit(x_dev, y_dev, epochs=E, verbose=0)`` with the default ``steps_per_execution="auto"``.
 - ``nnjax_fit_1``: the same with ``steps_per_execution=1``.
-- ``nnjax_fit_spe``: the same with ``steps_per_execution=K`` (skipped when K = 1).
+- ``nnjax_fit_spe``: the same with ``steps_per_execution=K`` (skipped when K = 1); with several K
+  (``--steps-per-execution 2,4,8``) one contender ``nnjax_fit_spe{K}`` per K.
 - ``nnjax_core_loop``: ``jax.jit(nj.train.train_step)`` per batch (a hand-written loop on the core).
 - ``torch_eager``: PyTorch eager (skipped if torch is missing).
 - ``torch_compile``: ``torch.compile(model)`` (only with ``--torch-compile``; compiling takes minutes).
@@ -22,6 +23,9 @@ analysis of one nnjax step, achieved TFLOP/s and MFU against the bf16 peak of
 the device (fp32 on CPU, where no peak is known unless $NNJAX_PEAK_FLOPS is set).
 Time to 94% on real CIFAR-10 is not measured: it needs the data set and
 airbench's full recipe (whitening init, lookahead EMA, TTA), neither here.
+
+The ratio ``nnjax_fit vs best fixed`` compares the default (auto) with the fastest fixed
+``steps_per_execution`` measured in the same run (``nnjax_fit_1`` and every ``nnjax_fit_spe*``).
 
 Run (GPU): ``python benchmarks/cnn.py --out benchmarks/results/cnn_gpu.json``.
 Tiny smoke run: ``python benchmarks/cnn.py --examples 64 --batch-size 32 --widths 8,16,16 --rounds 1``.
@@ -149,7 +153,8 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=1 if cpu else 2, help="epochs per contender per round")
     parser.add_argument("--rounds", type=int, default=3 if cpu else 5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--steps-per-execution", type=int, default=4 if cpu else 8, help="K for nnjax_fit_spe")
+    parser.add_argument("--steps-per-execution", default="4" if cpu else "8",
+                        help="K for nnjax_fit_spe, or several comma-separated (one contender nnjax_fit_spe{K} each)")  # fmt: skip
     parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                         help="auto: mixed bfloat16 on accelerators, float32 on CPU")  # fmt: skip
     parser.add_argument("--contenders", default="nnjax_fit,nnjax_fit_1,nnjax_fit_spe,nnjax_core_loop,torch_eager",
@@ -162,10 +167,25 @@ def parse_args(argv=None):
     args.widths = tuple(int(w) for w in args.widths.split(","))
     if len(args.widths) != 3:
         parser.error(f"--widths: expected three comma-separated ints; got {args.widths}")
-    args.contenders = args.contenders.split(",") + (["torch_compile"] if args.torch_compile else [])
-    unknown = sorted(set(args.contenders) - set(ALL))
+    try:
+        args.steps_per_execution = [int(k) for k in str(args.steps_per_execution).split(",")]
+    except ValueError:
+        parser.error(f"--steps-per-execution: expected comma-separated ints; got {args.steps_per_execution!r}")
+    contenders = args.contenders.split(",") + (["torch_compile"] if args.torch_compile else [])
+    unknown = sorted(set(contenders) - set(ALL))
     if unknown:
         parser.error(f"--contenders: unknown {unknown}; expected names from {list(ALL)}")
+    args.spe = {}  # contender name -> its fixed steps_per_execution
+    args.contenders = []
+    for name in contenders:
+        if name == "nnjax_fit_spe" and len(args.steps_per_execution) > 1:
+            for k in args.steps_per_execution:
+                args.spe[f"nnjax_fit_spe{k}"] = k
+                args.contenders.append(f"nnjax_fit_spe{k}")
+        else:
+            if name == "nnjax_fit_spe":
+                args.spe[name] = args.steps_per_execution[0]
+            args.contenders.append(name)
     return args
 
 
@@ -178,9 +198,9 @@ def main(argv=None):
     contenders, lasts, skipped, extra = {}, {}, {}, {}
     for name in args.contenders:
         try:
-            if name in ("nnjax_fit", "nnjax_fit_1", "nnjax_fit_spe"):
-                k = {"nnjax_fit": "auto", "nnjax_fit_1": 1}.get(name, args.steps_per_execution)
-                if name == "nnjax_fit_spe" and k == 1:
+            if name in ("nnjax_fit", "nnjax_fit_1") or name in args.spe:
+                k = {"nnjax_fit": "auto", "nnjax_fit_1": 1}.get(name) or args.spe[name]
+                if name in args.spe and k == 1:
                     skipped[name] = "steps_per_execution is 1 (same as nnjax_fit)"
                     continue
                 contenders[name], lasts[name] = fit_contender(nnjax_model(args, k, mixed), x_dev, y_dev,
@@ -211,6 +231,10 @@ def main(argv=None):
         value = speed_ratio(rows, a, b)
         if value is not None:
             ratios[f"{a} vs {b}"] = value
+    fixed = [r for r in rows if r["name"] in ("nnjax_fit_1", *args.spe) and r["status"] == "ok"]
+    if fixed and speed_ratio(rows, "nnjax_fit", fixed[0]["name"]) is not None:
+        best = min(fixed, key=lambda r: r["epoch_s"])
+        ratios[f"nnjax_fit vs best fixed ({best['name']})"] = speed_ratio(rows, "nnjax_fit", best["name"])
     config = {
         "examples": args.examples, "batch_size": args.batch_size, "widths": list(args.widths), "image_size": args.image_size,
         "epochs": args.epochs, "rounds": args.rounds, "warmup": args.warmup, "steps_per_execution": args.steps_per_execution,

@@ -147,7 +147,7 @@ def test_get_set_save_load_weights_round_trip(tmp_path, digits):
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     model.fit(x[:128], y[:128], epochs=1, verbose=0)
     weights = model.get_weights()
-    assert [w.shape for w in weights] == [(128,), (64, 128), (10,), (128, 10)]
+    assert [w.shape for w in weights] == [(64, 128), (128,), (128, 10), (10,)]  # Keras's order: kernel, bias
     path = model.save_weights(tmp_path / "weights")
     predictions = model.predict(x[:16])
 
@@ -160,7 +160,7 @@ def test_get_set_save_load_weights_round_trip(tmp_path, digits):
     third = tutorial_model()
     third.set_weights(weights)
     np.testing.assert_array_equal(third.predict(x[:16]), predictions)
-    with pytest.raises(ValueError, match=r"weight 1 must have shape \(64, 128\); received shape \(3, 3\)"):
+    with pytest.raises(ValueError, match=r"bias \(weight 1\) must have shape \(128,\); received shape \(3, 3\)"):
         third.set_weights([weights[0], np.zeros((3, 3)), weights[2], weights[3]])
     with pytest.raises(ValueError, match="has 4 weight arrays; received 1"):
         third.set_weights(weights[:1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,13 +143,13 @@ def split_validation(x, y, sample_weight, validation_split: float):
     if not 0.0 < validation_split < 1.0:
         raise ValueError(f"`validation_split` must be in (0, 1); got {validation_split!r}")
     n = int(jax.tree.leaves(x)[0].shape[0])
-    n_val = int(n * validation_split)
+    cut = int(math.floor(n * (1.0 - validation_split)))  # Keras's split point (512 x 0.9 -> 460 training examples)
+    n_val = n - cut
     if n_val == 0 or n_val == n:
         raise ValueError(
             f"`validation_split`={validation_split} leaves {n - n_val} training and {n_val} validation examples "
             f"out of {n}; expected at least one of each"
         )
-    cut = n - n_val
 
     def part(tree, sl):
         return None if tree is None else jax.tree.map(lambda a: a[sl], tree)

@@ -607,6 +607,73 @@ def _topological_nodes(outputs: list[KerasTensor], inputs: list[KerasTensor]) ->
     return order
 
 
+def keras_operation_order(outputs: list[KerasTensor], inputs: list[KerasTensor]) -> list:
+    """The graph's operations in Keras's order: each input tensor (standing for its `InputLayer`), each layer
+    once (however often it is called) and each call of a plain operation (`jnp`/`nj.ops` on symbolic tensors), by depth from the outputs (deepest first), ties in the order a depth-first walk from
+    the outputs first meets them (Keras 3's `keras.src.ops.function.map_graph`).
+
+    This order is Keras's `model.layers`, hence `model.weights`/`get_weights()`, its config's layer list and the
+    numbering of the groups of its `.keras` weights file.
+    """
+    input_ids = {id(t): t for t in inputs}
+    first_seen: dict[int, int] = {}  # op (or input tensor) id -> traversal index
+    keys: dict[int, object] = {}  # op id -> the op or input tensor
+    finished: set[int] = set()
+    walk: list = []  # nodes (and input tensors) from the inputs to the outputs
+
+    def op_of(item):  # an input tensor stands for its InputLayer; a layer is one operation however often it is called
+        if id(item) in input_ids:
+            return item
+        return item.op if item.is_module else item
+
+    def visit(tensor):
+        item = tensor if id(tensor) in input_ids else tensor._ks_node
+        if item is None or id(item) in finished:
+            return
+        op = op_of(item)
+        if id(op) not in first_seen:
+            first_seen[id(op)] = len(first_seen)
+            keys[id(op)] = op
+        stack = [(item, iter(() if item is tensor else item.inputs))]
+        while stack:
+            current, pending = stack[-1]
+            for child in pending:
+                child_item = child if id(child) in input_ids else child._ks_node
+                if child_item is None or id(child_item) in finished:
+                    continue
+                child_op = op_of(child_item)
+                if id(child_op) not in first_seen:
+                    first_seen[id(child_op)] = len(first_seen)
+                    keys[id(child_op)] = child_op
+                stack.append((child_item, iter(() if child_item is child else child_item.inputs)))
+                break
+            else:
+                stack.pop()
+                finished.add(id(current))
+                walk.append(current)
+
+    for tensor in outputs:
+        visit(tensor)
+    node_depth: dict[int, int] = {}
+    op_depth: dict[int, int] = {}
+    for item in reversed(walk):
+        depth = node_depth.setdefault(id(item), 0)
+        op = op_of(item)
+        depth = max(depth, op_depth.get(id(op), 0))
+        op_depth[id(op)] = node_depth[id(item)] = depth
+        if id(item) in input_ids:
+            continue
+        for tensor in item.inputs:
+            parent = tensor if id(tensor) in input_ids else tensor._ks_node
+            if parent is not None and id(parent) in finished:
+                node_depth[id(parent)] = max(depth + 1, node_depth.get(id(parent), 0))
+    for tensor in inputs:  # inputs no output depends on still count, at depth 0 (Keras keeps unused InputLayers)
+        if id(tensor) not in op_depth:
+            op_depth[id(tensor)], keys[id(tensor)], first_seen[id(tensor)] = 0, tensor, -1
+    order = sorted(op_depth, key=lambda k: (-op_depth[k], first_seen[k]))
+    return [keys[k] for k in order]
+
+
 class Functional(Layer):
     """A graph of layers between symbolic inputs and outputs, as one Flax NNX module (Keras's functional model).
 
@@ -664,6 +731,9 @@ class Functional(Layer):
         output_names = tuple(sorted(outputs)) if out_kind == "dict" else tuple(
             (t._ks_node.name if t._ks_node is not None else t.name) for t in out_tensors)
         self.layers = nnx.List(modules)
+        position = {id(m): i for i, m in enumerate(modules)}
+        self._keras_order = tuple(position[id(op)] for op in keras_operation_order(out_tensors, in_tensors)
+                                  if id(op) in position)  # fmt: skip
         self._program = _Program(
             steps=tuple(steps),
             input_slots=tuple(range(len(in_tensors))),
@@ -680,6 +750,13 @@ class Functional(Layer):
         single_shape = in_tensors[0].shape if in_kind == "single" else None
         self.built_input_shape = single_shape
         self.built_output_shape = out_tensors[0].shape if out_kind == "single" else None
+
+    def _sublayers(self) -> list:
+        """The layers in Keras's order (what `weights` and `get_weights()` follow), each once."""
+        order = getattr(self, "_keras_order", None)
+        if order is None or len(order) != len(self.layers):
+            return list(self.layers)
+        return [self.layers[i] for i in order]
 
     # -- inputs -------------------------------------------------------------------------
     @property

@@ -61,6 +61,7 @@ class Ensemble(Model):
     dropout keys are per member. The API is Keras's: `compile`, `fit`,
     `evaluate` (one value per member), `predict` (outputs stacked to
     `(size, N, ...)`). Callbacks see the mean over members; `history` keeps every member's curves.
+    `get_weights()` lists the stacked `(size, ...)` arrays: trainable ones, then the others.
 
     Args:
       build_fn: returns a new `nj.Model`/`nj.Sequential` or a Flax NNX module.
@@ -86,6 +87,8 @@ class Ensemble(Model):
       >>> sweep = nj.parallel.Ensemble(build, size=4, seeds=0)
       >>> sweep.compile(optimizer="adam", loss="mse", hyperparams={"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3]})
     """
+
+    _stacked_weights = True
 
     def __init__(self, build_fn: Callable, size: int = 8, *, seeds: int | Sequence[int] | None = None, name: str | None = None):
         if not callable(build_fn):

@@ -15,12 +15,11 @@ import json
 import os
 import tempfile
 import zipfile
-from typing import Any
 
 import numpy as np
 
 from nnjax.saving.keras_file import CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, keras_snake_case
-from nnjax.saving.objects import SerializationError
+from nnjax.saving.objects import SerializationError, get_registered_name, get_registered_object
 
 
 def _keras_value(value, where: str):
@@ -76,14 +75,31 @@ def _keras_layer_config(layer, where: str) -> dict:
         shape = [None, *(layer.input_shape_hint or ())]
         return {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
                 "config": {"batch_shape": shape, "dtype": layer.input_dtype or "float32", "name": layer.name}}
+    registered = get_registered_name(cls)
+    if ">" in registered and get_registered_object(registered) is cls:  # a user layer, as Keras writes one
+        return _keras_custom_layer(layer, registered, here)
     arguments = init_arguments(layer)
     if arguments is None or not cls.__module__.startswith("nnjax.layers") or cls.__name__.startswith("_"):
-        raise SerializationError(f"{here}: only nnjax's Keras-named layers can be written to a '.keras' file")
+        raise SerializationError(f"{here}: only nnjax's Keras-named layers and layers registered with "
+                                 "@nj.saving.register_keras_serializable can be written to a '.keras' file")  # fmt: skip
     for key in ("key", "seed", "input_shape", "input_dim", "batch_input_shape", "batch_size"):
         arguments.pop(key, None)
     arguments["name"] = layer.name
     config = {k: _keras_value(v, f"{here}.{k}") for k, v in arguments.items()}
     entry = {"module": "keras.layers", "class_name": cls.__name__, "registered_name": None, "config": config}
+    if getattr(layer, "built_input_shape", None) is not None:
+        entry["build_config"] = {"input_shape": list(layer.built_input_shape)}
+    return entry
+
+
+def _keras_custom_layer(layer, registered: str, here: str) -> dict:
+    """A registered user layer: its own `get_config()`, under its registered name (Keras reads it back by that name)."""
+    if any(sub.weights for sub in layer._sublayers() if hasattr(sub, "weights")):
+        raise SerializationError(f"{here}: a registered layer whose sublayers hold weights cannot be written to a "
+                                 "'.keras' file yet (Keras stores them per attribute); save to a folder "
+                                 "(model.save('path')) instead")  # fmt: skip
+    config = {k: _keras_value(v, f"{here}.{k}") for k, v in layer.get_config().items()}
+    entry = {"module": None, "class_name": type(layer).__name__, "registered_name": registered, "config": config}
     if getattr(layer, "built_input_shape", None) is not None:
         entry["build_config"] = {"input_shape": list(layer.built_input_shape)}
     return entry
@@ -188,64 +204,10 @@ def _keras_functional(module, where: str) -> tuple[dict, list]:
 
 
 def _keras_operation_order(graph) -> list:
-    """The operations of a graph in Keras's order (`keras.src.ops.function.map_graph`): input tensors (for their
-    InputLayers), layers (a shared one once) and operation nodes. Keras lists its config's layers and numbers the
-    groups of its weights file in this order."""
-    import jax
+    """The operations of a graph in Keras's order (see `nnjax.layers.functional.keras_operation_order`)."""
+    from nnjax.layers.functional import keras_operation_order
 
-    from nnjax.layers.functional import KerasTensor
-
-    inputs = graph["input_tensors"]
-    input_ids = {id(t) for t in inputs}
-
-    def operation(node):  # an input tensor is its own InputLayer; a call's operation is its layer (shared) or itself
-        if isinstance(node, KerasTensor):
-            return node
-        return node.op if node.is_module else node
-
-    def producer(tensor):
-        return tensor if id(tensor) in input_ids or tensor._ks_node is None else tensor._ks_node
-
-    finished: set[int] = set()
-    ordered: list = []
-    indices: dict[int, int] = {}
-
-    def visit(tensor):
-        node = producer(tensor)
-        if id(node) in finished:
-            return
-        op = operation(node)
-        indices.setdefault(id(op), len(indices))
-        if not isinstance(node, KerasTensor):
-            for parent in node.inputs:
-                visit(parent)
-        finished.add(id(node))
-        ordered.append(node)
-
-    outputs = jax.tree.leaves(graph["outputs"], is_leaf=lambda v: isinstance(v, KerasTensor))
-    for tensor in outputs:
-        visit(tensor)
-    node_depth: dict[int, int] = {}
-    op_depth: dict[int, int] = {}
-    ops: dict[int, Any] = {}
-    for node in reversed(ordered):
-        depth = node_depth.setdefault(id(node), 0)
-        op = operation(node)
-        depth = max(depth, op_depth.get(id(op), 0))
-        op_depth[id(op)] = depth
-        ops[id(op)] = op
-        node_depth[id(node)] = depth
-        if not isinstance(node, KerasTensor):
-            for parent in node.inputs:
-                parent_node = producer(parent)
-                node_depth[id(parent_node)] = max(depth + 1, node_depth.get(id(parent_node), 0))
-    for tensor in inputs:  # inputs no output depends on
-        if id(tensor) not in op_depth:
-            op_depth[id(tensor)], indices[id(tensor)], ops[id(tensor)] = 0, -1, tensor
-    by_depth: dict[int, list] = {}
-    for key, depth in op_depth.items():
-        by_depth.setdefault(depth, []).append(key)
-    return [ops[key] for depth in sorted(by_depth, reverse=True) for key in sorted(by_depth[depth], key=lambda k: indices[k])]
+    return keras_operation_order(graph["output_tensors"], graph["input_tensors"])
 
 
 def _keras_model_config(model) -> tuple[dict, list]:

@@ -11,7 +11,7 @@ import numpy as np
 from flax import nnx
 
 from nnjax.layers.base import shape_str
-from nnjax.layers.functional import Functional, KerasTensor, any_symbolic
+from nnjax.layers.functional import Functional, KerasTensor, any_symbolic, keras_operation_order
 from nnjax.shell.model import Model
 
 
@@ -80,9 +80,12 @@ class FunctionalModel(Model):
 
     @property
     def layers(self) -> list:
-        """The input layers, then every layer in the order it is first called (a shared layer once)."""
-        inner = [_models.get(layer, layer) for layer in self.module.layers]
-        return [t for t in self.inputs if isinstance(t, nnx.Module)] + inner
+        """The input layers and every layer once, in Keras's order (by depth from the outputs, deepest first)."""
+        module = self.module
+        graph = module._program.graph
+        inner = {id(layer) for layer in module.layers}
+        ordered = keras_operation_order(graph["output_tensors"], graph["input_tensors"])
+        return [_models.get(op, op) for op in ordered if id(op) in inner or (isinstance(op, nnx.Module) and op in self.inputs)]
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs) -> None:
         """`Model.compile`; a model with several outputs needs `loss_fn` until per-output losses exist.

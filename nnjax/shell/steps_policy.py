@@ -56,6 +56,8 @@ class StepsChoice:
     reason: str = "measured"
 
     def describe(self) -> str:
+        if self.reason == "fixed":
+            return f"steps_per_execution={self.steps_per_execution} (fixed)"
         rates = ", ".join(f"{k}: {v:.0f}" for k, v in sorted(self.steps_per_second.items()))
         return f"steps_per_execution=auto -> {self.steps_per_execution} ({self.reason}{'; steps/s ' + rates if rates else ''})"
 

@@ -17,6 +17,8 @@ from flax import nnx
 class WeightsMixin:
     """Weight access for `Model` (and `Ensemble`, whose arrays carry a leading member axis)."""
 
+    _stacked_weights = False  # an Ensemble: its state's arrays carry a member axis that its module's do not
+
     def _variables(self):
         """`(params, model_state)` from the train state if there is one, else from the module."""
         if self._state is not None:
@@ -31,11 +33,47 @@ class WeightsMixin:
         else:
             nnx.update(self._module, params, model_state)
 
+    def _keras_layer(self):
+        """The module when it is an nnjax `Layer` (whose `weights` are in Keras's order), else None."""
+        from nnjax.layers.base import Layer
+
+        module = self.module  # holds the current weights
+        return module if isinstance(module, Layer) else None
+
+    @property
+    def weights(self) -> list:
+        """Every variable, in Keras's order (layer by layer, each layer's in creation order), holding current values.
+
+        A model of a plain Flax module lists its variables in the module's graph order.
+        """
+        self._require_built("weights")
+        layer = self._keras_layer()
+        if layer is not None:
+            return layer.weights
+        return [v for _, v in nnx.iter_graph(self.module) if isinstance(v, nnx.Variable)]
+
+    @property
+    def trainable_weights(self) -> list:
+        """The `nnx.Param`s of `weights` that the optimizer trains (Keras's `trainable_weights`)."""
+        layer = self._keras_layer() if self.built else None
+        if layer is not None:
+            return layer.trainable_weights
+        return [v for v in self.weights if isinstance(v, nnx.Param)]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        """The other variables of `weights` (BatchNorm statistics, frozen layers' weights)."""
+        trainable = {id(v) for v in self.trainable_weights}
+        return [v for v in self.weights if id(v) not in trainable]
+
     def get_weights(self) -> list[np.ndarray]:
-        """Host copies of every variable: trainable leaves, then non-trainable ones."""
+        """Host copies of `weights`, in Keras's order (so `set_weights(keras_model.get_weights())` works)."""
         self._require_built("get_weights")
-        params, model_state = self._variables()
-        return [np.array(a) for a in jax.tree.leaves(params) + jax.tree.leaves(model_state)]
+        if self._stacked_weights:  # each `(size, ...)`, in a member's Keras order
+            params, model_state = self._variables()
+            leaves = jax.tree.leaves(params) + jax.tree.leaves(model_state)
+            return [np.array(leaves[i]) for i in self._stacked_order(len(leaves))]
+        return [np.array(v.get_value()) for v in self.weights]
 
     def set_weights(self, weights: Sequence) -> None:
         """Replaces every variable, in `get_weights()` order.
@@ -44,20 +82,61 @@ class WeightsMixin:
           ValueError: if the count or a shape differs from the model's.
         """
         self._require_built("set_weights")
+        if self._stacked_weights:
+            self._set_stacked_weights(list(weights))
+            return
+        variables = self.weights
+        weights = list(weights)
+        if len(weights) != len(variables):
+            raise ValueError(f'set_weights: model "{self.name}" has {len(variables)} weight arrays; received {len(weights)}')
+        new = []
+        for i, (old, w) in enumerate(zip(variables, weights)):
+            w = np.asarray(w)
+            if w.shape != tuple(old.shape):
+                where = getattr(old, "path", None) or f"weight {i}"
+                raise ValueError(f"set_weights: {where} (weight {i}) must have shape {tuple(old.shape)}; "
+                                 f"received shape {w.shape}")  # fmt: skip
+            new.append(jnp.asarray(w, dtype=old.get_value().dtype))
+        for variable, value in zip(variables, new):
+            variable.set_value(value)
+        _, params, model_state = nnx.split(self._module, nnx.Param, ...)
+        if self._state is not None:
+            self._set_variables(params, model_state)
+
+    def _stacked_order(self, count: int) -> list[int]:
+        """Indices into the state's leaves (params', then model_state's) in Keras's order of a member's weights."""
+        from nnjax.layers.base import Layer
+
+        module = self.members[0]._module if getattr(self, "members", None) else None
+        if isinstance(module, Layer):
+            path_of = {}
+            for path, variable in nnx.iter_graph(module):
+                if isinstance(variable, nnx.Variable):
+                    path_of.setdefault(id(variable), tuple(path))
+            _, params, model_state = nnx.split(module, nnx.Param, ...)
+            flat = [tuple(p) for p, _ in nnx.to_flat_state(params)] + [tuple(p) for p, _ in nnx.to_flat_state(model_state)]
+            index = {path: i for i, path in enumerate(flat)}
+            order = [index.get(path_of.get(id(v))) for v in module.weights]
+            if len(flat) == count and None not in order and sorted(order) == list(range(count)):
+                return order
+        return list(range(count))
+
+    def _set_stacked_weights(self, weights: list) -> None:
         params, model_state = self._variables()
         leaves_p, tree_p = jax.tree.flatten(params)
         leaves_s, tree_s = jax.tree.flatten(model_state)
+        order = self._stacked_order(len(leaves_p) + len(leaves_s))
         current = leaves_p + leaves_s
-        weights = list(weights)
         if len(weights) != len(current):
             raise ValueError(f'set_weights: model "{self.name}" has {len(current)} weight arrays; received {len(weights)}')
+        weights = [weights[order.index(i)] for i in range(len(current))]  # back to the state's order
         new = []
         for i, (old, w) in enumerate(zip(current, weights)):
             w = np.asarray(w)
             if w.shape != tuple(old.shape):
                 raise ValueError(f"set_weights: weight {i} must have shape {tuple(old.shape)}; received shape {w.shape}")
             new.append(jnp.asarray(w, dtype=old.dtype))
-        self._set_variables(jax.tree.unflatten(tree_p, new[: len(leaves_p)]), jax.tree.unflatten(tree_s, new[len(leaves_p):]))
+        self._set_variables(jax.tree.unflatten(tree_p, new[: len(leaves_p)]), jax.tree.unflatten(tree_s, new[len(leaves_p) :]))
 
     def save_weights(self, filepath: str, overwrite: bool = True) -> str:
         """Writes all variables to the folder `filepath` with Orbax. Returns the absolute path."""
