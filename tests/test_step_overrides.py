@@ -2,8 +2,8 @@
 
 `compute_loss` overrides are honoured in `fit` and `evaluate`: both frameworks start from the same weights (Keras's,
 copied), train 3 SGD steps on the same batches, and must log the same values after every step and end on the same
-weights (1e-6: float32 sums of the same terms). Keras's JAX-form `train_step` / `test_step` / `predict_step` /
-`compute_metrics` overrides are refused with a NotImplementedError naming the method and the alternative.
+weights (1e-6: float32 sums of the same terms). Overrides nnjax cannot honour (a `compute_metrics` without the step
+that would call it; tests/test_keras_jax_train_step.py has the honoured JAX-form steps) are refused with a NotImplementedError naming the method and the alternative.
 """
 
 import jax
@@ -132,25 +132,33 @@ class OwnMetrics(nj.Model):
         return {}
 
 
-def test_overrides_nnjax_does_not_call_are_refused_by_name():
-    inputs = nj.Input(shape=(4,))
-    outputs = nj.layers.Dense(2)(inputs)
+def test_overrides_nnjax_cannot_honour_are_refused_by_name():
     for cls, method, refused, allowed in (
-        (KerasStyleTrainStep, "train_step", ["fit"], ["evaluate", "predict"]),
-        (OwnTestStep, "test_step", ["evaluate", "fit(validation_data)"], ["fit", "predict"]),
-        (OwnPredictStep, "predict_step", ["predict"], ["fit", "evaluate"]),
-        (OwnMetrics, "compute_metrics", ["fit", "evaluate"], ["predict"]),
+        (KerasStyleTrainStep, "train_step", [], ["fit", "train_on_batch", "evaluate", "predict"]),
+        (OwnTestStep, "test_step", [], ["fit", "evaluate", "test_on_batch", "predict"]),
+        (OwnMetrics, "compute_metrics", ["fit", "evaluate", "fit(validation_data)", "train_on_batch"], ["predict"]),
     ):
-        model = cls(inputs, outputs)
+        inputs = nj.Input(shape=(4,))
+        model = cls(inputs, nj.layers.Dense(2)(inputs))  # layers of its own: training donates the state's buffers
         model.compile(optimizer="sgd", loss="mse")
         calls = {"fit": lambda m: m.fit(X, Y, verbose=0), "evaluate": lambda m: m.evaluate(X, Y, verbose=0),
-                 "predict": lambda m: m.predict(X, verbose=0),
+                 "predict": lambda m: m.predict(X, verbose=0), "train_on_batch": lambda m: m.train_on_batch(X, Y),
+                 "test_on_batch": lambda m: m.test_on_batch(X, Y),
                  "fit(validation_data)": lambda m: m.fit(X, Y, validation_data=(X, Y), verbose=0)}
         for what in refused:
-            with pytest.raises(NotImplementedError, match=rf"{what.split('(')[0]}.*overrides `{method}`.*Supported instead"):
+            step = "test_step" if what == "evaluate" else "train_step"  # fit refuses before validating
+            with pytest.raises(NotImplementedError,
+                               match=rf"{what.split('(')[0]}.*overrides `{method}`, which nnjax calls only from your "
+                                     rf"own JAX-form `{step}`.*expected `{step}` to be overridden too. Supported instead"):
                 calls[what](model)
         for what in allowed:
             calls[what](model)
+    inputs = nj.Input(shape=(4,))
+    model = OwnPredictStep(inputs, nj.layers.Dense(2)(inputs))
+    with pytest.raises(TypeError, match=r"predict_step of OwnPredictStep: expected it to return \(outputs, "
+                                        r"non_trainable_variables\), as Keras's predict_step does; received a tuple of "
+                                        r"length 1"):
+        model.predict(X, verbose=0)
 
 
 class KerasSubclassed(keras.Model):

@@ -178,6 +178,12 @@ class Ensemble(Model):
             set_random_seed(seed)
             built = self.build_fn(seed) if _takes_seed(self.build_fn) else self.build_fn()
             model = built if isinstance(built, Model) else Model(built)
+            overridden = [n for n, o in zip(("train_step", "test_step", "predict_step"), model._keras_form_overrides()) if o]
+            if overridden:
+                raise NotImplementedError(
+                    f"Ensemble: member {index} ({type(model).__name__}) overrides Keras's JAX-form {overridden}, which an "
+                    "ensemble's stacked (vmapped) steps cannot run; expected members without them. Supported instead: "
+                    "fit each model on its own, or override compute_loss(self, x, y, y_pred, sample_weight, training)")
             model.compile(**self._compile_args, seed=seed)
             if index == 0:
                 model._check_source(source, what)  # builds; checks inputs and labels once

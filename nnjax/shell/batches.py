@@ -54,12 +54,22 @@ class BatchMixin:
         checked.add(layout)
         return batch
 
+    def _batch_totals(self, state, batch, phase: str):
+        """Zero totals for one batch of `phase` ("train" or "test")."""
+        del phase
+        return self.execution.zero_totals(state, batch)
+
+    def _log_order(self, logs: dict) -> list[str]:
+        """The names of `logs` in the order of Keras's list results."""
+        del logs
+        return self.metric_names()
+
     def _logs_or_list(self, logs: dict, return_dict: bool):
         """Keras's return value: the dict, or the values in `metric_names()` order (a float when only the loss)."""
         logs = _python_logs(logs)
         if return_dict:
             return logs
-        names = self.metric_names()
+        names = self._log_order(logs)
         values = [logs[name] for name in names if name in logs] + [logs[k] for k in sorted(logs) if k not in names]
         return values[0] if len(values) == 1 else values
 
@@ -94,13 +104,15 @@ class BatchMixin:
         batch = self._one_batch(x, y, sample_weight, "train_on_batch")
         execution = self.execution
         stored = self._stored_state()
-        totals = execution.zero_totals(stored.tree() if isinstance(stored, FlatState) else stored, batch)
+        totals = self._batch_totals(stored.tree() if isinstance(stored, FlatState) else stored, batch, "train")
         flat, totals = execution.train(stored, totals, execution.place_batches([batch]))
         error = self._check_halt(flat)
         if error is not None:
             raise error
         self._store_state(flat)
-        return self._logs_or_list(self._reduce(self._totals_result(totals)), return_dict)
+        logs = self._reduce(self._totals_result(totals))
+        self._store_keras_metrics()
+        return self._logs_or_list(logs, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict: bool = False):
         """Loss and metrics of one batch in inference mode, as Keras's `test_on_batch` (the weights are unchanged).
@@ -115,8 +127,10 @@ class BatchMixin:
         batch = self._one_batch(x, y, sample_weight, "test_on_batch")
         execution = self.execution
         state = self.state
-        totals = execution.evaluate(state, execution.zero_totals(state, batch), execution.place_batches([batch]))
-        return self._logs_or_list(self._reduce(self._totals_result(totals)), return_dict)
+        totals = execution.evaluate(state, self._batch_totals(state, batch, "test"), execution.place_batches([batch]))
+        logs = self._reduce(self._totals_result(totals))
+        self._store_keras_metrics()
+        return self._logs_or_list(logs, return_dict)
 
     def predict_on_batch(self, x):
         """The model's outputs for one batch `x` `(B, ...)`, in inference mode, as NumPy arrays.

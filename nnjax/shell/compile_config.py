@@ -131,6 +131,8 @@ def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_exe
 
     `outputs` is `(kind, names)` of the model's outputs ("single", "list" or "dict"; see
     `nnjax.shell.checks.output_structure`), or None when the model does not declare them.
+    Without `loss` (or `loss_fn`), the layers' `add_loss` values are the objective (a Keras-form `train_step`
+    computes its own); a step with no objective at all says so when it is traced.
 
     Raises:
       ValueError / TypeError: for unknown names or bad values, before anything is compiled.

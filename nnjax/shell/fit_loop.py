@@ -130,6 +130,10 @@ class LoopHooks:
             totals_lib.write_back(self.state.config, totals)
         return totals_lib.result(self.state.config, totals, members=members)
 
+    def _epoch_result(self, totals) -> dict:
+        """The values an epoch (or an evaluation) ends with (`_totals_result` unless a Keras-form step's rule applies)."""
+        return self._totals_result(totals)
+
     def _orders(self, source, epoch: int):
         """The device-resident example order of `epoch`: int32 `(N,)`."""
         return jnp.asarray(source.order(epoch), jnp.int32)
@@ -354,7 +358,7 @@ class FitLoop:
                 self._stream_k = self._chosen(tuner.finish())
         if step == start_step and start_step == 0:
             raise ValueError("fit: the dataset yielded no batches: expected at least one batch per epoch; received 0")
-        return model._totals_result(state.totals)
+        return model._epoch_result(state.totals)
 
     # ------------------------------------------------------------------ steps per execution and throughput
     def _streaming_tuner(self, remaining: int | None) -> AutoSteps | None:

@@ -42,6 +42,10 @@ def _limited(batches, steps: int | None):
 class InferenceMixin:
     """`evaluate` and `predict` over a model's `execution` (`predict_on_batch`: `nnjax.shell.batches`)."""
 
+    def _zero_eval_totals(self, source):
+        """Zero totals of an evaluation over `source` (a Keras-form test_step's differ from the training ones)."""
+        return self._zero_totals(source)
+
     def _evaluate_source(self, source, keep_on_device: bool = False, callbacks: CallbackList | None = None,
                          steps: int | None = None) -> dict:
         """Loss and metrics over `source`. With `keep_on_device`, in-memory data placed on the device
@@ -52,13 +56,13 @@ class InferenceMixin:
         stops after that many batches.
         """
         state, execution = schedule_free.eval_state(self.state), self.execution  # schedule-free: evaluation params
-        totals = self._zero_totals(source)
+        totals = self._zero_eval_totals(source)
         per_batch = _batch_hooks(callbacks, _TEST_BATCH_HOOKS)
         cached = self._eval_cache
         if cached is not None and cached[0] is source and not per_batch and steps is None:
             for placed in cached[1]:
                 totals = execution.evaluate(state, totals, placed)
-            return self._totals_result(totals)
+            return self._epoch_result(totals)
         keep_on_device = keep_on_device and not per_batch and steps is None
         kept, group = [], []
 
@@ -92,7 +96,7 @@ class InferenceMixin:
             flush()
         if keep_on_device and hasattr(source, "arrays"):
             self._eval_cache = (source, kept)
-        return self._totals_result(totals)
+        return self._epoch_result(totals)
 
     def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose="auto", sample_weight=None,
                  steps: int | None = None, callbacks=None, return_dict: bool = False):
@@ -110,7 +114,8 @@ class InferenceMixin:
           `[loss, *metrics]` (a float when there are no metrics), or a dict with `return_dict=True`.
         """
         config = self._require_compiled("evaluate")
-        if y is None and config.loss_fn is None and x is not None and not is_streaming(x):
+        keras_form = self.execution.step_functions is not None and self.execution.step_functions.evaluate is not None
+        if y is None and not keras_form and config.loss_fn is None and x is not None and not is_streaming(x):
             raise ValueError(
                 f"evaluate: `y` is required: loss '{config.loss.name if config.loss is not None else 'per-output losses'}' "
                 "compares the outputs with targets; got y=None "
@@ -121,6 +126,7 @@ class InferenceMixin:
         callback_list = CallbackList(callbacks, model=self, verbose=0)
         callback_list.call("on_test_begin", {})
         logs = self._evaluate_source(source, callbacks=callback_list, steps=steps)
+        self._store_keras_metrics()
         callback_list.call("on_test_end", logs)
         if verbose == "auto":
             verbose = 1
@@ -128,7 +134,7 @@ class InferenceMixin:
             print(format_logs(logs))
         if return_dict:
             return logs
-        values = [logs[name] for name in self.metric_names()]
+        values = [logs[name] for name in (self._keras_metric_order(logs) if keras_form else self.metric_names())]
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size: int | None = None, verbose="auto", steps: int | None = None, callbacks=None):

@@ -29,6 +29,7 @@ from nnjax.shell.compile_config import CompileConfig, resolve
 from nnjax.shell.fit_loop import FitLoop, FitMemory, LoopHooks
 from nnjax.shell.inference import InferenceMixin
 from nnjax.shell.input_checks import InputChecks
+from nnjax.shell.keras_api import KerasStatelessAPI
 from nnjax.shell.optimizer_view import ModelOptimizer
 from nnjax.shell.overrides import StepOverrides
 from nnjax.shell.saving_mixin import SavingMixin
@@ -44,7 +45,8 @@ _FUNCTIONAL_SUBCLASSES: dict = {}  # a Model subclass -> the functional model cl
 _NO_OPTIMIZER = optax.identity()  # one object: an uncompiled model's inference state keeps one jit cache entry
 
 
-class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceMixin, LoopHooks, WeightsMixin, SavingMixin):
+class Model(SubclassingMixin, StepOverrides, KerasStatelessAPI, InputChecks, BatchMixin, InferenceMixin, LoopHooks,
+            WeightsMixin, SavingMixin):
     """A trainable model: a Flax NNX module plus Keras's training methods.
 
     Args:
@@ -75,7 +77,12 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceM
     Subclassing, as in Keras: `class M(nj.Model)` with layers made in `__init__` (after `super().__init__()`) and a
     `call(inputs, training=False)` method (see `nnjax.shell.subclassing`), or built as `M(inputs, outputs)`; an
     overridden `compute_loss(x, y, y_pred, sample_weight, training)` is what `fit` minimises and `evaluate` reports.
-    Keras's JAX-form `train_step`/`test_step`/`predict_step`/`compute_metrics` overrides raise NotImplementedError.
+    Keras's JAX-form `train_step(self, state, data)` (`fit`), `test_step(self, state, data)` (`evaluate`, validation)
+    and `predict_step(self, state, data)` (`predict`) overrides run inside the compiled executions on Keras's
+    variable lists, with `stateless_call`, `stateless_compute_loss`, `compute_loss_and_updates`,
+    `optimizer.stateless_apply`, `metrics` and `metrics_variables` (see `nnjax.shell.overrides`,
+    `nnjax.shell.keras_form`); what the step returns becomes the model's weights, optimizer state and metric values.
+    What nnjax cannot honour (a `compute_metrics` override without a step calling it, ...) raises NotImplementedError.
 
     Attributes:
       history: the `History` of the last `fit` call (a new one per call, as in Keras).
@@ -207,6 +214,7 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceM
           loss: a Keras loss name, an `nj.losses` object or `fn(y_true, y_pred)`. A functional model with several
             outputs takes a list (one per output, None for none) or a dict keyed by the output names; one loss
             applies to every output. Logs then hold "loss" (the weighted sum) and "<output>_loss" per output.
+            Optional for a subclass overriding Keras's JAX-form `train_step` (its `compute_loss` is then 0).
           metrics: a list of metric names, metric objects (`nj.metrics.Precision()`, a subclass of
             `nj.metrics.Metric`, a flax `nnx.metrics` object, updated with `logits=y_pred, labels=y_true`) or
             `fn(y_true, y_pred)` callables; unweighted, as in Keras, and logged under the object's `name`. The
@@ -240,6 +248,8 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceM
                           f"({loss!r}), as Keras does. To minimise only the layers' add_loss values, build a new "
                           "model, or pass a loss of zero", UserWarning, stacklevel=2)  # fmt: skip
         self._compile_arguments = {k: v for k, v in locals().items() if k not in ("self", "previous")}  # what model.save writes
+        if self._keras_form_overrides()[0]:
+            self._check_keras_form_compile(nonfinite=nonfinite, dtype_policy=dtype_policy)
         del jit_compile
         self._compiled = resolve(optimizer, loss, metrics, loss_fn=loss_fn, steps_per_execution=steps_per_execution,
                                  dtype_policy=dtype_policy, distribution=distribution, seed=seed, nonfinite=nonfinite,
@@ -253,7 +263,8 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceM
     def _make_execution(self) -> Execution:
         config = self._compiled
         skip = config is not None and config.nonfinite is not None and config.nonfinite.mode == "skip"
-        return Execution(distribution=None if config is None else config.distribution, skip_nonfinite=skip)
+        return Execution(distribution=None if config is None else config.distribution, skip_nonfinite=skip,
+                         step_functions=self._keras_steps())
 
     @property
     def compiled(self) -> bool:
@@ -414,6 +425,7 @@ class Model(SubclassingMixin, StepOverrides, InputChecks, BatchMixin, InferenceM
         if ema_lib.ema_params(self.state.opt_state) is not None:  # as Keras with use_ema: fit ends on the EMA weights
             self.state = ema_lib.finalize(self.state)
         self.module  # noqa: B018 - writes the trained weights into the module: layers the user holds see them
+        self._store_keras_metrics()  # a Keras-form step's metric values, into model.metrics
         callback_list.call("on_train_end", logs)
         return self.history
 

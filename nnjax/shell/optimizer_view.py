@@ -11,6 +11,8 @@ writes the state: the next step uses the new rate and nothing is recompiled.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -113,9 +115,50 @@ class ModelOptimizer(optax.GradientTransformation):
         _assign(self._model, value)
 
     @property
+    def variables(self) -> list:
+        """The optimizer state's arrays (the optax state's leaves, in its flattening order): Keras's
+        `optimizer.variables`, the `optimizer_variables` of a Keras-form `train_step`."""
+        return jax.tree.leaves(self._model._step_state().opt_state)
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables) -> tuple[list, list]:
+        """One update without side effects, as Keras's `optimizer.stateless_apply`.
+
+        Args:
+          optimizer_variables: one array per entry of `variables`.
+          grads: one gradient per entry of `trainable_variables`.
+          trainable_variables: the values to update, one per entry of `model.trainable_variables`.
+
+        Returns:
+          `(new trainable_variables, new optimizer_variables)`; frozen parameters stay as they are and the layers'
+          constraints apply after the update, as in `fit`.
+        """
+        from nnjax.train import freeze
+        from nnjax.train.constraints import apply_constraints
+
+        what = "optimizer.stateless_apply"
+        state = self._model._step_state()
+        layout = self._model._keras_layout(state)
+        _, non_trainable = layout.lists(state.params, state.model_state)
+        params, _ = layout.trees(state, trainable_variables, non_trainable, what)
+        grads_tree, _ = layout.trees(state, _grad_list(grads, what), [jnp.zeros_like(v) for v in non_trainable], what)
+        opt_state = layout.opt_state(state, optimizer_variables, what)
+        trainable = state.config.trainable
+        updates, new_opt_state = state.tx.update(freeze.zero_frozen(grads_tree, trainable), opt_state, params)
+        new_params = optax.apply_updates(params, freeze.zero_frozen(updates, trainable))
+        new_params = apply_constraints(new_params, trainable=trainable)
+        return layout.lists(new_params, state.model_state)[0], jax.tree.leaves(new_opt_state)
+
+    @property
     def iterations(self) -> int:
         model = self._model
         return int(np.asarray(model.state.step).reshape(-1)[0]) if model.built else 0
+
+
+def _grad_list(grads, what: str) -> list:
+    if isinstance(grads, dict) or not isinstance(grads, (list, tuple)):
+        raise TypeError(f"{what}: expected `grads` to be a list of arrays, one per trainable variable (the gradient "
+                        f"of a function of the trainable_variables list); received {type(grads).__name__}")
+    return list(grads)
 
 
 __all__ = ["LearningRate", "ModelOptimizer"]

@@ -58,10 +58,21 @@ class SubclassingMixin:
 
     def __setattr__(self, name: str, value) -> None:
         module = self.__dict__.get("_module")
+        if is_metric_object(value) and not name.startswith("_"):  # Keras tracks it in `model.metrics`; not a weight
+            tracked = self.__dict__.setdefault("_tracked_metrics", [])
+            if value not in tracked:
+                tracked.append(value)
+            super().__setattr__(name, value)
+            return
         if (isinstance(module, SubclassedCall) and self.__dict__.get("_subclass_attributes") and not name.startswith("_")
                 and name not in _MODEL_ATTRIBUTES and not isinstance(inspect.getattr_static(type(self), name, None), property)):
             setattr(module, name, value)
         super().__setattr__(name, value)
+
+
+def is_metric_object(value) -> bool:
+    """Whether `value` is a Keras-style metric object (`nj.metrics.Mean()`, ...)."""
+    return all(hasattr(value, attr) for attr in ("stateless_update_state", "stateless_result", "stateless_reset_state"))
 
 
 _MODEL_ATTRIBUTES = frozenset({"name", "history", "stop_training", "fit_loop", "fit_memory"})
@@ -95,4 +106,4 @@ class _View:
         setattr(object.__getattribute__(self, "_layer"), name, value)
 
 
-__all__ = ["SubclassedCall", "SubclassingMixin", "module_for", "user_defined"]
+__all__ = ["SubclassedCall", "SubclassingMixin", "is_metric_object", "module_for", "user_defined"]

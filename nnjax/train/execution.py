@@ -64,6 +64,9 @@ class Execution:
       distribution: an `nj.parallel` strategy or None (one device).
       members: None for one model, or the number of stacked members (vmap).
       skip_nonfinite: steps skipped by `nonfinite="skip"` do not count in the epoch's means.
+      step_functions: None (the core's steps), or an object whose `train(state, totals, batch) -> (state, totals)`,
+        `evaluate(state, totals, batch) -> totals` and `predict(state, x) -> outputs` replace them (each may be
+        None: the core's); its totals are whatever those functions carry (Keras's JAX-form overrides).
 
     Example:
       >>> from nnjax.train.execution import Execution
@@ -74,12 +77,15 @@ class Execution:
       1
     """
 
-    def __init__(self, distribution=None, members: int | None = None, skip_nonfinite: bool = False):
+    def __init__(self, distribution=None, members: int | None = None, skip_nonfinite: bool = False, step_functions=None):
+        if step_functions is not None and members is not None:
+            raise ValueError("Execution: `step_functions` and `members` cannot be combined; got both")
         if distribution is not None and members is not None:
             raise ValueError("Execution: `distribution` and `members` cannot be combined yet; got both")
         self.distribution = distribution
         self.members = members
         self.skip_nonfinite = skip_nonfinite
+        self.step_functions = step_functions
         self._fns: dict = {}
         self._zero_totals: dict = {}  # totals shapes per (state structure, batch shapes)
         self._last = None
@@ -125,6 +131,9 @@ class Execution:
         if self._fns:
             return self._fns
         distribution, members, skip = self.distribution, self.members, self.skip_nonfinite
+        custom = self.step_functions
+        custom_train = None if custom is None else custom.train
+        custom_eval = None if custom is None else custom.evaluate
 
         def constrain(batch):
             return batch if distribution is None else distribution.constrain_batch(batch)
@@ -135,6 +144,8 @@ class Execution:
 
         def one_train(state, totals, batch):
             batch = constrain(batch)
+            if custom_train is not None:
+                return custom_train(state, totals, batch)
             new_state, contributions = steps.train_step_totals(state, batch)
             if skip:  # a skipped step does not turn the epoch's values into NaN
                 finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(c)) for c in jax.tree.leaves(contributions)]))
@@ -142,6 +153,8 @@ class Execution:
             return new_state, totals_lib.add(totals, contributions)
 
         def one_eval(state, totals, batch):
+            if custom_eval is not None:
+                return custom_eval(state, totals, constrain(batch))
             return totals_lib.add(totals, steps.eval_step_totals(state, constrain(batch)))
 
         if members is None:
@@ -151,7 +164,7 @@ class Execution:
             def train_at(state, totals, data, idx):
                 return one_train(state, totals, take(data, idx))
 
-            predict_shared = steps.predict_step
+            predict_shared = steps.predict_step if custom is None or custom.predict is None else custom.predict
             order_axis = 0
         else:
             train_shared = jax.vmap(one_train, in_axes=(0, 0, None))
