@@ -350,3 +350,24 @@ def test_subclassed_model_is_rebuilt_by_its_get_config(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=ATOL)
     with pytest.raises(nj.saving.SerializationError, match=r"Plain.*get_config.*register_keras_serializable"):
         Plain(nj.layers.Dense(2), input_shape=(3,)).to_json()
+
+
+def test_every_registry_layer_get_config_rebuilds_it_with_from_config():
+    """Keras's layer contract: `type(layer).from_config(layer.get_config())` is the same layer (same config). Layers
+    that do not write their own `get_config` get their constructor's arguments (Keras 3's automatic config)."""
+    from test_layers_registry import CASES
+
+    failures = {}
+    for case in CASES:
+        layer = case.make()
+        if type(layer).__name__ in ("Lambda", "LinenLayer"):  # hold Python code or a foreign module
+            continue
+        config = layer.get_config()
+        try:
+            copy = type(layer).from_config(config)
+        except Exception as err:  # noqa: BLE001 - collected to name every failing layer at once
+            failures[case.id] = f"{type(err).__name__}: {err}"
+            continue
+        if copy.get_config() != config:
+            failures[case.id] = f"config changed: {config} -> {copy.get_config()}"
+    assert not failures, failures

@@ -519,6 +519,8 @@ class Layer(nnx.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("nnjax.layers") and not cls.__name__.startswith("_"):
+            _LAYER_CLASSES.setdefault(cls.__name__, cls)
         if "__init__" in cls.__dict__:  # whole-model saving writes the arguments a layer was made with
             cls.__init__ = recording_init(cls.__dict__["__init__"])
         _show_init_signature(cls)
@@ -1018,10 +1020,20 @@ class Layer(nnx.Module):
 
     def get_config(self) -> dict:
         """Keras's base config: `name`, `trainable`, `dtype` (and `activity_regularizer` when set, in Keras's
-        serialized form); subclasses add their constructor arguments."""
+        serialized form); subclasses add their constructor arguments.
+
+        A class that does not override `get_config` also gets the arguments it was constructed with (Keras 3's
+        automatic config), so `type(layer).from_config(layer.get_config())` rebuilds it.
+        """
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.param_dtype.name}
         if getattr(self, "activity_regularizer", None) is not None:
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        if type(self).get_config is Layer.get_config:
+            from nnjax.layers.init_args import init_arguments
+
+            for key, value in (init_arguments(self) or {}).items():
+                if key not in config and key != "key":
+                    config[key] = value
         return config
 
     def _penalty_config(self) -> dict:
@@ -1054,6 +1066,30 @@ def _with_penalty_config(get_config):
     return with_penalties
 
 
+def layer_from_config(value, where: str):
+    """A layer given to a wrapper's `from_config`: a layer as is, or Keras's `{"class_name", "config"}` of one of
+    nnjax's layers (what `get_config` writes for a wrapped layer).
+
+    Raises:
+      ValueError: for a dict that names no nnjax layer class.
+    """
+    if not isinstance(value, dict):
+        return value
+    name = value.get("class_name")
+    cls = _LAYER_CLASSES.get(name)
+    if cls is None:
+        raise ValueError(f"{where}: expected a layer or a layer config {{'class_name': ..., 'config': ...}} naming an "
+                         f"nj.layers class; got class_name {name!r}")  # fmt: skip
+    return cls.from_config(dict(value.get("config", {})))
+
+
+def layer_config(layer) -> dict:
+    """Keras's serialized form of a wrapped nnjax layer: `{"module", "class_name", "config", "registered_name"}`."""
+    return {"module": "keras.layers", "class_name": type(layer).__name__, "config": layer.get_config(),
+            "registered_name": None}  # fmt: skip
+
+
+_LAYER_CLASSES: dict[str, type] = {}  # nnjax's public layer classes by name (wrappers' from_config)
 Layer.__init__ = recording_init(Layer.__init__)  # a subclass without its own __init__ records its arguments too
 _show_init_signature(Layer)
 

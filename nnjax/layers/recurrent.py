@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from nnjax import activations, initializers, regularizers
-from nnjax.layers.base import Layer, snake_case, unique_name
+from nnjax.layers.base import Layer, layer_config, layer_from_config, snake_case, unique_name
 from nnjax.layers.masking import check_mask_shape
 from nnjax.layers.utils import cast_like, check_choice
 
@@ -412,7 +412,15 @@ class RNN(Layer):
         return RNN(cell, **args)
 
     def get_config(self) -> dict:
-        return {"name": self.name, "cell": self.cell.get_config(), **self._clone_args()}
+        return {"name": self.name, "cell": layer_config(self.cell), **self._clone_args()}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """Rebuilds the layer from `get_config()` (its cell given as a config or as a cell)."""
+        config = dict(config)
+        if "cell" in config:  # RNN(cell); SimpleRNN/LSTM/GRU write their cell's arguments flat, as Keras
+            config["cell"] = layer_from_config(config["cell"], f"{cls.__name__}.from_config")
+        return cls(**config)
 
 
 class _KerasRNN(RNN):
@@ -613,7 +621,22 @@ class Bidirectional(Layer):
         return outputs if self.merge_mode is None else output
 
     def get_config(self) -> dict:
-        return {"name": self.name, "merge_mode": self.merge_mode, "layer": self.forward_layer.get_config()}
+        """Keras's config: the forward and backward layers as `{"module", "class_name", "config", "registered_name"}`."""
+        return {"name": self.name, "trainable": self.trainable, "dtype": self.param_dtype.name, "merge_mode": self.merge_mode,
+                "layer": layer_config(self.forward_layer), "backward_layer": layer_config(self.backward_layer)}  # fmt: skip
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """Rebuilds the layer from `get_config()` (the recurrent layers given as configs, or as layers)."""
+        config = dict(config)
+
+        def layer_of(value):
+            return layer_from_config(value, "Bidirectional.from_config")
+
+        config["layer"] = layer_of(config["layer"])
+        if config.get("backward_layer") is not None:
+            config["backward_layer"] = layer_of(config["backward_layer"])
+        return cls(**config)
 
 
 __all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "SimpleRNN", "SimpleRNNCell", "Bidirectional"]

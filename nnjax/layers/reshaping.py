@@ -159,6 +159,9 @@ class UpSampling1D(_UpSampling):
             raise TypeError(f"UpSampling1D: `size` must be an int; got {size!r}")
         super().__init__(size=size, **kwargs)
 
+    def get_config(self) -> dict:
+        return {"name": self.name, "size": self.size[0]}
+
 
 class UpSampling2D(_UpSampling):
     """Upsamples images by `size`: `(batch, h, w, c) -> (batch, h * size[0], w * size[1], c)`.

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nnjax.layers.base import Layer, _trackable, unique_name
+from nnjax.layers.base import Layer, _trackable, layer_config, layer_from_config, unique_name
 from nnjax.layers.calling import INFERENCE_KEY_SEED, call_module, call_signature, rng_arguments
 
 
@@ -32,6 +32,16 @@ class SequentialModule(Layer):
         if self.input_shape_hint is None and layers and isinstance(layers[0], Layer):
             self.input_shape_hint = layers[0].input_shape_hint
         self.input_dtype = None
+
+    def get_config(self) -> dict:
+        """Keras's Sequential config: `name` and each layer in Keras's serialized form."""
+        return {"name": self.name, "layers": [layer_config(layer) for layer in self.layers]}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        config["layers"] = [layer_from_config(layer, "Sequential.from_config") for layer in config.get("layers", ())]
+        return cls(**config)
 
     def first_sublayer(self):
         from nnjax.layers.core import InputLayer

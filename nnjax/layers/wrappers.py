@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nnjax.layers.base import Layer, shape_str
+from nnjax.layers.base import Layer, layer_config, layer_from_config, shape_str
 
 
 class TimeDistributed(Layer):
@@ -73,7 +73,14 @@ class TimeDistributed(Layer):
         return (input_shape[0], input_shape[1]) + tuple(inner[1:])
 
     def get_config(self) -> dict:
-        return {"name": self.name, "layer": self.layer.get_config()}
+        return {"name": self.name, "layer": layer_config(self.layer)}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """Rebuilds the wrapper from `get_config()` (its layer given as a config or as a layer)."""
+        config = dict(config)
+        config["layer"] = layer_from_config(config["layer"], "TimeDistributed.from_config")
+        return cls(**config)
 
 
 class Lambda(Layer):
