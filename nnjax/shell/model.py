@@ -222,7 +222,7 @@ class Model(SubclassingMixin, StepOverrides, KerasStatelessAPI, InputChecks, Bat
             list with one list per output or a dict keyed by the output names (logged as "<output>_<metric>").
           weighted_metrics: metrics weighted by `sample_weight` (and `class_weight`): each epoch value is
             `sum(w * v) / sum(w)`; named "weighted_<name>" when `metrics` has the same name. Per output as `metrics`.
-          loss_weights: several outputs only: a list or dict of each output's factor in the objective.
+          loss_weights: a list or dict of each output's factor in the objective; one output: a float (Keras's).
           loss_fn: a custom objective `fn(outputs, batch) -> loss | (loss, aux)` used instead of `loss`.
             When it declares the keyword arguments, it also gets `intermediates=` (a nested dict of the
             values the forward pass sowed or stored in Variables it created, e.g. a VAE's KL term) and
