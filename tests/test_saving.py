@@ -259,8 +259,8 @@ def test_keras_functional_file_predicts_the_same_in_nnjax(tmp_path):
     kmodel.fit(xs, {"o": np.ones((16, 2)), "r": np.ones((16, 4)), "e": np.ones((16, 3))}, epochs=1, batch_size=8, verbose=0)
     path = str(tmp_path / "f.keras")
     kmodel.save(path)
-    with pytest.warns(UserWarning, match="compile_config"):  # per-output losses: loaded uncompiled, with a warning
-        model = nj.models.load_model(path)
+    model = nj.models.load_model(path)  # compiled with the per-output losses of Keras's compile_config
+    assert model.compiled and sorted(model.metric_names()) == ["e_loss", "loss", "o_loss", "r_loss"]
     want, got = kmodel.predict(xs, verbose=0), model.predict(xs, verbose=0)
     for key in outputs:
         np.testing.assert_allclose(got[key], want[key], atol=ATOL)

@@ -40,17 +40,25 @@ def _data():
 
 def _model():
     nj.utils.set_random_seed(5)
-    return nj.Sequential([nj.layers.Dense(8, activation="relu", input_shape=(4,), name="hidden"),
-                          nj.layers.Dropout(0.25, name="drop"), nj.layers.Dense(1, name="logit")])
+    return nj.Sequential(
+        [
+            nj.layers.Dense(8, activation="relu", input_shape=(4,), name="hidden"),
+            nj.layers.Dropout(0.25, name="drop"),
+            nj.layers.Dense(1, name="logit"),
+        ]
+    )
 
 
 def _compile(model):
     model.compile(
-        optimizer=nj.optimizers.Adam(learning_rate=nj.optimizers.schedules.ExponentialDecay(0.05, 3, 0.5), beta_1=0.8,
-                                     clipnorm=1.0),
+        optimizer=nj.optimizers.Adam(
+            learning_rate=nj.optimizers.schedules.ExponentialDecay(0.05, 3, 0.5), beta_1=0.8, clipnorm=1.0
+        ),
         loss=nj.losses.BinaryCrossentropy(from_logits=True, label_smoothing=0.1),
         metrics=[nj.metrics.Precision(thresholds=0.3, name="p30"), "accuracy", nj.metrics.binary_accuracy],
-        loss_weights=0.5, seed=3)
+        loss_weights=0.5,
+        seed=3,
+    )
 
 
 def test_objects_and_schedule_resume_in_a_fresh_process(tmp_path):
@@ -80,9 +88,11 @@ def test_saved_compile_config_is_keras_serialized_form(tmp_path):
     """The stored objects are what Keras's `serialize_keras_object` writes for the same Keras objects."""
     keras = pytest.importorskip("keras")
     model = _model()
-    model.compile(optimizer=nj.optimizers.SGD(nj.optimizers.schedules.PiecewiseConstantDecay([2, 4], [0.1, 0.05, 0.01])),
-                  loss=nj.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=3),
-                  metrics=[nj.metrics.Precision(thresholds=[0.3, 0.6], top_k=None)])
+    model.compile(
+        optimizer=nj.optimizers.SGD(nj.optimizers.schedules.PiecewiseConstantDecay([2, 4], [0.1, 0.05, 0.01])),
+        loss=nj.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=3),
+        metrics=[nj.metrics.Precision(thresholds=[0.3, 0.6], top_k=None)],
+    )
     model.build((None, 4))
     path = model.save(str(tmp_path / "m"))
     saved = nj.checkpoint.read_metadata(path)["compile"]
@@ -105,8 +115,11 @@ def test_what_cannot_be_saved_says_how(tmp_path):
     model = _model()
     model.compile(optimizer=nj.optimizers.Adam(learning_rate=optax.cosine_decay_schedule(0.1, 10)), loss="mse")
     model.build((None, 4))
-    with pytest.raises(nj.saving.SerializationError, match=r"schedule that is not one of nj.optimizers.schedules.*"
-                                                            r"include_optimizer=False"):
+    with pytest.raises(
+        nj.saving.SerializationError,
+        match=r"schedule that is not one of nj.optimizers.schedules.*"
+        r"include_optimizer=False",
+    ):
         model.save(str(tmp_path / "optax_schedule"))
 
     def my_metric(y_true, y_pred):

@@ -39,8 +39,10 @@ def plain(value, where: str) -> Any:
         return np.asarray(value).tolist()
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {k: plain(v, f"{where}.{k}") for k, v in value.items()}
-    raise SerializationError(f"{where}: a value of type {type(value).__name__} ({value!r}) cannot be written to a config; "
-                             "expected numbers, strings, None or lists of them")
+    raise SerializationError(
+        f"{where}: a value of type {type(value).__name__} ({value!r}) cannot be written to a config; "
+        "expected numbers, strings, None or lists of them"
+    )
 
 
 def _builtin_functions() -> dict[int, str]:
@@ -100,8 +102,12 @@ def serialize(value, where: str) -> Any:
     elif hasattr(value, "get_config") and not isinstance(value, type):
         # Any object with a config (e.g. a metric class): written by its class's (registered) name.
         cls = type(value)
-        record = {"module": cls.__module__, "class_name": cls.__name__, "config": value.get_config(),
-                  "registered_name": _names.get(id(cls))}
+        record = {
+            "module": cls.__module__,
+            "class_name": cls.__name__,
+            "config": value.get_config(),
+            "registered_name": _names.get(id(cls)),
+        }
     elif callable(value):
         return _function(value, where)
     if record is None:

@@ -263,7 +263,7 @@ def save_model(model, filepath: str | os.PathLike, overwrite: bool = True, *, in
     if path.endswith(".keras"):
         from nnjax.saving import keras_write
 
-        return keras_write.save_keras_file(model, path, overwrite=overwrite)
+        return keras_write.save_keras_file(model, path, overwrite=overwrite, include_optimizer=include_optimizer)
     if path.endswith(".h5") or path.endswith(".hdf5"):
         raise ValueError(f"save_model: the legacy HDF5 format ({os.path.basename(path)}) is not supported; save to a folder "
                          "or to a '.keras' file")

@@ -20,8 +20,9 @@ from typing import Any
 _RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # function -> serialized form
 
 
-def recorded(module: str, class_name: str, key: Callable[[Any], Any], *, drop: tuple[str, ...] = (),
-             extra: dict | None = None) -> Callable:
+def recorded(
+    module: str, class_name: str, key: Callable[[Any], Any], *, drop: tuple[str, ...] = (), extra: dict | None = None
+) -> Callable:
     """Decorates a constructor so that each result's arguments are recorded under `key(result)`.
 
     Args:
@@ -46,8 +47,7 @@ def recorded(module: str, class_name: str, key: Callable[[Any], Any], *, drop: t
             config = {k: v for k, v in bound.arguments.items() if k not in drop}
             config.update(extra or {})
             try:
-                _RECORDS[key(result)] = {"module": module, "class_name": class_name, "config": config,
-                                         "registered_name": None}
+                _RECORDS[key(result)] = {"module": module, "class_name": class_name, "config": config, "registered_name": None}
             except TypeError:  # a result that cannot be weakly referenced: nothing to record
                 pass
             return result
