@@ -88,8 +88,11 @@ def _keras_trainable_order(model, variables: list) -> list[int]:
     """
     from flax import nnx
 
+    from nnjax.train import freeze
+
     where_is = {id(node): tuple(path) for path, node in nnx.iter_graph(model._module) if isinstance(node, nnx.Variable)}
-    leaf_of = {path: index for index, path in enumerate(_param_paths(model.state.params))}
+    flags = freeze.trainable_leaves(model._module, model.state.params)  # Keras leaves frozen layers out of its slots
+    leaf_of = {path: index for index, path in enumerate(_param_paths(model.state.params)) if flags is None or flags[index]}
     order: list[int] = []
     for variable in variables:
         index = leaf_of.get(where_is.get(id(variable)))
@@ -104,6 +107,7 @@ def optimizer_arrays(model, variables: list) -> tuple[list[np.ndarray], str] | t
     Returns `(None, reason)` when the optimizer's state has no Keras layout (a plain optax transformation,
     EMA, gradient accumulation, loss scaling, or an optimizer whose layout nnjax does not know).
     """
+    from nnjax.train import freeze
     from nnjax.train import optimizers as optimizers_lib
 
     arguments = optimizers_lib.build_arguments(model._compiled.tx)
@@ -118,7 +122,8 @@ def optimizer_arrays(model, variables: list) -> tuple[list[np.ndarray], str] | t
         return None, f"nnjax does not know Keras's layout of {KERAS_CLASSES[name]}'s variables"
     order = _keras_trainable_order(model, variables)
     slot_leaves = [jax.tree.leaves(slot) for slot in keras_state.slots]
-    if any(len(leaves) != len(order) for leaves in slot_leaves):
+    trainable = freeze.trainable_leaves(model._module, model.state.params)
+    if any(len(leaves) != len(order) + (0 if trainable is None else trainable.count(False)) for leaves in slot_leaves):
         return None, "its trainable parameters do not match the layers Keras would train"
     arrays = [np.asarray(keras_state.count, np.int32)]
     if not callable(arguments.get("learning_rate")):
