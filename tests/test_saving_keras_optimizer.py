@@ -130,3 +130,25 @@ def test_keras_file_without_compile_state(tmp_path):
     kmodel = keras.models.load_model(model.save(str(tmp_path / "plain.keras"), include_optimizer=False))
     assert not kmodel.compiled
     _assert_same_weights(model, kmodel, atol=0)
+
+
+def test_functional_model_with_nested_shared_and_frozen_layers(tmp_path):
+    """Keras orders the slots by its graph walk (nested models in place, a shared layer once, a frozen one left out)."""
+    nj.utils.set_random_seed(0)
+    a, b, inner_input = nj.Input((4,), name="a"), nj.Input((4,), name="b"), nj.Input((5,))
+    shared = nj.layers.Dense(3, activation="tanh", name="shared")
+    inner = nj.Sequential([nj.layers.Dense(5, name="i1"), nj.layers.Dense(5, activation="relu", name="i2")], name="inner")
+    head = nj.Model(inner_input, nj.layers.Dense(2, name="fd")(inner_input), name="head")
+    hidden = nj.layers.Concatenate(name="cat")([shared(a), shared(b)])
+    model = nj.Model([a, b], head(inner(nj.layers.Dense(6, name="frozen")(hidden))), name="graph")
+    model.get_layer("frozen").trainable = False
+    model.compile(optimizer=nj.optimizers.Adam(0.01), loss="mse", seed=0)
+    xs, y = [X, X[::-1] * 0.5], RS.randn(16, 2).astype("float32")
+    model.fit(xs, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    kmodel = keras.models.load_model(model.save(str(tmp_path / "g.keras")))
+    assert [v.path for v in kmodel.trainable_variables] == [
+        "shared/kernel", "shared/bias", "i1/kernel", "i1/bias", "i2/kernel", "i2/bias", "fd/kernel", "fd/bias"]
+    k_logs = kmodel.fit(xs, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    n_logs = model.fit(xs, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+    np.testing.assert_allclose(n_logs["loss"], k_logs["loss"], rtol=1e-6)
+    np.testing.assert_allclose(model.predict(xs, verbose=0), kmodel.predict(xs, verbose=0), rtol=0, atol=1e-6)

@@ -96,6 +96,8 @@ def _keras_layer_config(layer, where: str) -> dict:
     if "input_dim" not in inspect.signature(cls.__init__).parameters:  # the base Layer's shape hint, not Embedding's size
         arguments.pop("input_dim", None)
     arguments["name"] = layer.name
+    if getattr(layer, "trainable", True) is False:  # frozen after it was made: Keras's config keeps the flag
+        arguments["trainable"] = False
     config = {k: _keras_value(v, f"{here}.{k}") for k, v in arguments.items()}
     entry = {"module": "keras.layers", "class_name": cls.__name__, "registered_name": None, "config": config}
     if getattr(layer, "built_input_shape", None) is not None:
@@ -127,7 +129,7 @@ def _keras_sequential(module, where: str) -> tuple[dict, list]:
                 "config": {"batch_shape": list(shape), "dtype": np.dtype(dtype).name, "name": f"{module.name}_input"}}]
     entries += [_keras_layer_config(layer, where) for layer in body]
     config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
-              "config": {"name": module.name, "trainable": True, "layers": entries, "build_input_shape": list(shape)},
+              "config": {"name": module.name, "trainable": bool(getattr(module, "trainable", True)), "layers": entries, "build_input_shape": list(shape)},
               "build_config": {"input_shape": list(shape)}}
     return config, body
 
@@ -208,7 +210,7 @@ def _keras_functional(module, where: str) -> tuple[dict, list]:
 
     operations = keras_operation_order(graph)
     config = {"module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional",
-              "config": {"name": module.name, "trainable": True, "layers": [entries[id(op)] for op in operations],
+              "config": {"name": module.name, "trainable": bool(getattr(module, "trainable", True)), "layers": [entries[id(op)] for op in operations],
                          "input_layers": refs(graph["inputs"]), "output_layers": refs(graph["outputs"])}}
     del order
     return config, [op for op in operations if isinstance(op, (KerasTensor, nnx.Module))]
