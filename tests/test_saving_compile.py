@@ -150,3 +150,31 @@ def test_registered_metric_function_comes_back(tmp_path):
     got = loaded.evaluate(x, y, verbose=0, return_dict=True)
     assert got == pytest.approx(want, rel=1e-6)
     assert want["loss"] == pytest.approx(float(np.sum((model.predict(x, verbose=0) - y) ** 2)), rel=1e-5)  # one batch of 32
+
+
+def test_metric_object_with_get_config_comes_back_by_its_registered_class(tmp_path):
+    """The hook for metric classes: an object with `get_config` is saved by its class's registered name."""
+
+    @nj.saving.register_keras_serializable(package="test_saving_compile")
+    class ScaledError:
+        def __init__(self, scale=1.0):
+            self.scale = scale
+            self.__name__ = "scaled_error"
+
+        def __call__(self, y_true, y_pred):
+            return self.scale * (y_pred - y_true) ** 2
+
+        def get_config(self):
+            return {"scale": self.scale}
+
+    x, y = _data()
+    model = _model()
+    model.compile(optimizer="sgd", loss="mse", metrics=[ScaledError(scale=3.0)])
+    model.build((None, 4))
+    path = model.save(str(tmp_path / "m"))
+    saved = nj.checkpoint.read_metadata(path)["compile"]["metrics"][0]
+    assert saved["registered_name"] == "test_saving_compile>ScaledError" and saved["config"] == {"scale": 3.0}
+    loaded = nj.models.load_model(path)
+    got = loaded.evaluate(x, y, verbose=0, return_dict=True)
+    error = float(np.mean((model.predict(x, verbose=0) - y) ** 2))  # the hand value of the mean squared error
+    assert got == pytest.approx({"loss": error, "scaled_error": 3.0 * error}, rel=1e-5)

@@ -147,7 +147,15 @@ def test_functional_model_with_nested_shared_and_frozen_layers(tmp_path):
     model.fit(xs, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
     kmodel = keras.models.load_model(model.save(str(tmp_path / "g.keras")))
     assert [v.path for v in kmodel.trainable_variables] == [
-        "shared/kernel", "shared/bias", "i1/kernel", "i1/bias", "i2/kernel", "i2/bias", "fd/kernel", "fd/bias"]
+        "shared/kernel",
+        "shared/bias",
+        "i1/kernel",
+        "i1/bias",
+        "i2/kernel",
+        "i2/bias",
+        "fd/kernel",
+        "fd/bias",
+    ]
     k_logs = kmodel.fit(xs, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
     n_logs = model.fit(xs, y, epochs=2, batch_size=8, shuffle=False, verbose=0).history
     np.testing.assert_allclose(n_logs["loss"], k_logs["loss"], rtol=1e-6)

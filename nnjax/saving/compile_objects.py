@@ -102,8 +102,12 @@ def serialize(value, where: str) -> Any:
     elif hasattr(value, "get_config") and not isinstance(value, type):
         # Any object with a config (e.g. a metric class): written by its class's (registered) name.
         cls = type(value)
+        module = cls.__module__
+        for package, keras_module in (("nnjax.metrics", "keras.metrics"), ("nnjax.losses", "keras.losses")):
+            if getattr(sys.modules.get(package), cls.__name__, None) is cls:  # a Keras-named class: Keras's module
+                module = keras_module
         record = {
-            "module": cls.__module__,
+            "module": module,
             "class_name": cls.__name__,
             "config": value.get_config(),
             "registered_name": _names.get(id(cls)),

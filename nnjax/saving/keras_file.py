@@ -9,6 +9,9 @@ calls. The weights are copied from the HDF5 file, where Keras keeps each layer's
 `cell/vars`, a Bidirectional's under `forward_layer` and `backward_layer`), which is the order of
 the nnjax layer's `weights`.
 
+The compile state comes along both ways: `compile_config` (optimizer, losses, metrics) and the optimizer's
+variables under `optimizer/vars` (see `nnjax.saving.keras_optimizer`), so training continues as in Keras.
+
 Writing does the reverse for models whose layers all have a Keras counterpart: `keras.models.load_model`
 reads the file. Only JSON, zipfile and h5py are used; nothing is unpickled, imported or evaluated.
 """
@@ -374,12 +377,14 @@ def _assign_model(model, config_entries: list, group, where: str, *, sequential:
 
 
 def load_keras_file(path: str, custom_objects: dict | None = None, compile: bool = True):  # noqa: A002 - Keras's name
-    """An nnjax model from a Keras 3 ".keras" file (architecture and weights; see the module docstring).
+    """An nnjax model from a Keras 3 ".keras" file (architecture, weights, compile state; see the module docstring).
 
     Args:
       path: the ".keras" file.
       custom_objects: `{name: class or function}` for classes and functions the file names.
-      compile: compile with the file's `compile_config` when it names its optimizer, loss and metrics.
+      compile: compile with the file's `compile_config` (optimizer, losses and metrics, by name or Keras's
+        serialized form) and restore the optimizer's variables (`nnjax.saving.keras_optimizer`), so that `fit`
+        continues as Keras's would.
 
     Raises:
       FileNotFoundError: if there is no file at `path`.

@@ -2,7 +2,8 @@
 
 `save_model(model, path)` writes one nnjax checkpoint folder (Orbax arrays, SHA-256 manifest, atomic
 commit; see `nnjax.checkpoint`) whose JSON metadata holds the model's config, how it was built and
-what it was compiled with (optimizer name and arguments, loss and metric names). `load_model(path)`
+what it was compiled with (optimizer name and arguments, a schedule, losses and metrics as names or
+in Keras's serialized form; see `nnjax.saving.compile_objects`). `load_model(path)`
 rebuilds the model from the config, restores the arrays and, with `compile=True`, compiles it again and
 restores the optimizer state, step and RNG key, so that `fit` continues exactly. A path ending in
 ".keras" is a Keras 3 zip file instead (see `nnjax.saving.keras_file`).
