@@ -86,7 +86,7 @@ def serialize(value, where: str) -> Any:
     if isinstance(value, dict):
         return {k: serialize(v, f"{where}[{k!r}]") for k, v in value.items()}
     record = None
-    if isinstance(value, losses_lib.Loss):
+    if isinstance(value, losses_lib.Loss) and (value.serialized is not None or not value._subclassed):
         if value.serialized is None:
             return _function(value.fn, where)
         record = value.serialized
@@ -132,12 +132,12 @@ def _class(data: dict, where: str):
     module = str(data.get("module") or "")
     if module in ("keras.losses", "keras.src.losses.losses") and class_name in losses_lib.CLASSES:
         return losses_lib.CLASSES[class_name]
-    if class_name in confusion.CLASSES and module.startswith(("keras.metrics", "keras.src.metrics")):
-        return confusion.CLASSES[class_name]
-    for package in ("nnjax.metrics", "nnjax.losses"):  # classes with from_config that nnjax adds there
+    for package in ("nnjax.metrics", "nnjax.losses"):  # Keras-named classes with from_config (nj.metrics.Precision, ...)
         found = getattr(sys.modules.get(package), class_name, None)
         if isinstance(found, type) and hasattr(found, "from_config"):
             return found
+    if class_name in confusion.CLASSES and module.startswith(("keras.metrics", "keras.src.metrics")):
+        return confusion.CLASSES[class_name]  # the functional accumulators (`nnjax.train.confusion`)
     raise SerializationError(
         f"{where}: unknown class {class_name!r} (module {module or '?'}) in the saved compile arguments. nnjax does not "
         f"import classes named in a file; pass it when loading: load_model(path, custom_objects={{{class_name!r}: ...}}), or "
