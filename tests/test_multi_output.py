@@ -148,8 +148,35 @@ def test_mismatched_structures_name_the_outputs_and_the_keys():
 def test_single_output_rules_are_unchanged():
     inputs = nj.Input(shape=(4,), name="x")
     model = nj.Model(inputs, nj.layers.Dense(1, name="out")(inputs))
-    with pytest.raises(ValueError, match="`loss_weights` applies to models with several outputs"):
-        model.compile("sgd", loss="mse", loss_weights=[1.0])
+    with pytest.raises(ValueError, match=r"`loss_weights` to be a float.*received loss_weights=2; pass 2.0"):
+        model.compile("sgd", loss="mse", loss_weights=2)  # Keras refuses an int here (not in a list)
+    with pytest.raises(ValueError, match=r"one output 'out'.*one float.*received loss_weights=\[1.0, 2.0\]"):
+        model.compile("sgd", loss="mse", loss_weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"`loss_weights` scales the compiled `loss`.*loss_fn"):
+        model.compile("sgd", loss_fn=lambda out, batch: out.sum(), loss_weights=0.5)
     model.compile("sgd", loss={"out": "mse"}, metrics={"out": ["mae"]})  # Keras: a dict keyed by the one output
     logs = model.fit(X, YB, verbose=0, shuffle=False).history
     assert sorted(logs) == ["loss", "mae"]
+
+
+@pytest.mark.parametrize("loss_weights", [0.5, [0.5], {"out": 0.5}])
+def test_single_output_loss_weights_scale_the_loss_as_keras(loss_weights):
+    """Keras multiplies the one output's loss (not its metrics) by the weight; SGD then steps on the scaled loss."""
+    keras.utils.set_random_seed(3)
+    theirs = keras.Model(k_in := keras.Input((4,), name="x"), keras.layers.Dense(1, name="out")(k_in))
+    mine = nj.Model(n_in := nj.Input(shape=(4,), name="x"), nj.layers.Dense(1, name="out")(n_in))
+    kernel, bias = theirs.get_layer("out").get_weights()
+    mine.get_layer("out").kernel[...] = kernel
+    mine.get_layer("out").bias[...] = bias
+    theirs.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse", metrics=["mae"], loss_weights=loss_weights)
+    mine.compile(optimizer=nj.optimizers.SGD(learning_rate=0.1), loss="mse", metrics=["mae"], loss_weights=loss_weights,
+                 seed=0)
+    k_batches, n_batches = BatchLogs(keras.callbacks.Callback), BatchLogs(nj.callbacks.Callback)
+    theirs.fit(X, YB, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[k_batches.callback])
+    mine.fit(X, YB, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[n_batches.callback])
+    assert len(n_batches.logs) == len(k_batches.logs) == 3
+    for n_logs, k_logs in zip(n_batches.logs, k_batches.logs, strict=True):
+        assert_logs_equal(n_logs, k_logs)
+    for got, expected in zip(mine.get_layer("out").get_weights(), theirs.get_layer("out").get_weights(), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    assert_logs_equal(mine.evaluate(X, YB, verbose=0, return_dict=True), theirs.evaluate(X, YB, verbose=0, return_dict=True))

@@ -9,6 +9,9 @@ calls. The weights are copied from the HDF5 file, where Keras keeps each layer's
 `cell/vars`, a Bidirectional's under `forward_layer` and `backward_layer`), which is the order of
 the nnjax layer's `weights`.
 
+The compile state comes along both ways: `compile_config` (optimizer, losses, metrics) and the optimizer's
+variables under `optimizer/vars` (see `nnjax.saving.keras_optimizer`), so training continues as in Keras.
+
 Writing does the reverse for models whose layers all have a Keras counterpart: `keras.models.load_model`
 reads the file. Only JSON, zipfile and h5py are used; nothing is unpickled, imported or evaluated.
 """
@@ -374,12 +377,14 @@ def _assign_model(model, config_entries: list, group, where: str, *, sequential:
 
 
 def load_keras_file(path: str, custom_objects: dict | None = None, compile: bool = True):  # noqa: A002 - Keras's name
-    """An nnjax model from a Keras 3 ".keras" file (architecture and weights; see the module docstring).
+    """An nnjax model from a Keras 3 ".keras" file (architecture, weights, compile state; see the module docstring).
 
     Args:
       path: the ".keras" file.
       custom_objects: `{name: class or function}` for classes and functions the file names.
-      compile: compile with the file's `compile_config` when it names its optimizer, loss and metrics.
+      compile: compile with the file's `compile_config` (optimizer, losses and metrics, by name or Keras's
+        serialized form) and restore the optimizer's variables (`nnjax.saving.keras_optimizer`), so that `fit`
+        continues as Keras's would.
 
     Raises:
       FileNotFoundError: if there is no file at `path`.
@@ -405,18 +410,21 @@ def load_keras_file(path: str, custom_objects: dict | None = None, compile: bool
             h5 = stack.enter_context(h5py.File(io.BytesIO(weights), "r")) if weights is not None else None
             _assign_model(model, config["config"].get("layers", []), h5, f'model "{model.name}"',
                           sequential=config["class_name"] == "Sequential")
-    if compile and config.get("compile_config"):
-        _compile_from_keras(model, config["compile_config"])
+    if compile and config.get("compile_config") and _compile_from_keras(model, config["compile_config"]):
+        _restore_optimizer(model, weights, f'load_model: model "{model.name}"')
     return model
 
 
-def _compile_from_keras(model, compile_config: dict) -> None:
-    """`model.compile` with a Keras compile_config that uses names only; otherwise the model stays uncompiled."""
+def _compile_from_keras(model, compile_config: dict) -> bool:
+    """`model.compile` with a Keras compile_config (names and Keras's serialized losses, metrics and schedules).
+
+    Returns True when it was applied; otherwise the model stays uncompiled, with a warning that says why.
+    """
     import warnings
 
+    from nnjax.saving import compile_objects
+
     optimizer = compile_config.get("optimizer")
-    loss = compile_config.get("loss")
-    metrics = compile_config.get("metrics")
     try:
         if isinstance(optimizer, dict):
             from nnjax.train import optimizers as optimizers_lib
@@ -424,15 +432,37 @@ def _compile_from_keras(model, compile_config: dict) -> None:
             options = {k: v for k, v in (optimizer.get("config") or {}).items()
                        if k not in ("name", "loss_scale_factor", "is_legacy_optimizer") and v is not None}
             options.pop("use_ema", None) if not options.get("use_ema") else None
+            if "learning_rate" in options:
+                options["learning_rate"] = compile_objects.deserialize_learning_rate(options["learning_rate"])
             tx = optimizers_lib.build(keras_snake_case(optimizer["class_name"]).replace("_", ""), **options)
         else:
             tx = optimizer
-        if not (loss is None or isinstance(loss, str)) or not all(isinstance(m, str) for m in (metrics or [])):
-            raise TypeError("the loss or a metric is not a name")
-        model.compile(optimizer=tx, loss=loss, metrics=metrics)
+        arguments = {key: compile_objects.deserialize(compile_config.get(key), f"load_model: compile_config {key}")
+                     for key in ("loss", "metrics", "weighted_metrics", "loss_weights")}
+        steps = compile_config.get("steps_per_execution")
+        model.compile(optimizer=tx, **{k: v for k, v in arguments.items() if v is not None},
+                      steps_per_execution=steps if isinstance(steps, int) and steps > 1 else "auto")
     except (TypeError, ValueError) as err:
         warnings.warn(f"load_model: the Keras file's compile_config could not be applied ({err}); the model is not "
                       "compiled: call model.compile(...)", stacklevel=3)
+        return False
+    return True
+
+
+def _restore_optimizer(model, weights: bytes | None, where: str) -> None:
+    """The optimizer variables Keras wrote under `optimizer/vars`, into the compiled model's optimizer state."""
+    import h5py
+
+    from nnjax.saving import keras_optimizer, keras_order
+
+    if weights is None:
+        return
+    with h5py.File(io.BytesIO(weights), "r") as h5:
+        if "optimizer" not in h5 or "vars" not in h5["optimizer"] or not len(h5["optimizer"]["vars"]):
+            return
+        arrays = _vars(h5["optimizer"])
+    variables = keras_order.keras_variables(model._module, keras_order.keras_layer_order(model._module))
+    keras_optimizer.restore_optimizer(model, arrays, variables, where)
 
 
 __all__ = ["keras_snake_case", "layer_from_keras", "load_keras_file"]

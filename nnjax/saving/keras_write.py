@@ -15,11 +15,13 @@ import io
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 
 import numpy as np
 
 from nnjax.saving.keras_file import CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, keras_snake_case
+from nnjax.saving.keras_order import keras_operation_order, keras_variables
 from nnjax.saving.objects import SerializationError, get_registered_name, get_registered_object
 
 
@@ -94,6 +96,8 @@ def _keras_layer_config(layer, where: str) -> dict:
     if "input_dim" not in inspect.signature(cls.__init__).parameters:  # the base Layer's shape hint, not Embedding's size
         arguments.pop("input_dim", None)
     arguments["name"] = layer.name
+    if getattr(layer, "trainable", True) is False:  # frozen after it was made: Keras's config keeps the flag
+        arguments["trainable"] = False
     config = {k: _keras_value(v, f"{here}.{k}") for k, v in arguments.items()}
     entry = {"module": "keras.layers", "class_name": cls.__name__, "registered_name": None, "config": config}
     if getattr(layer, "built_input_shape", None) is not None:
@@ -125,7 +129,7 @@ def _keras_sequential(module, where: str) -> tuple[dict, list]:
                 "config": {"batch_shape": list(shape), "dtype": np.dtype(dtype).name, "name": f"{module.name}_input"}}]
     entries += [_keras_layer_config(layer, where) for layer in body]
     config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
-              "config": {"name": module.name, "trainable": True, "layers": entries, "build_input_shape": list(shape)},
+              "config": {"name": module.name, "trainable": bool(getattr(module, "trainable", True)), "layers": entries, "build_input_shape": list(shape)},
               "build_config": {"input_shape": list(shape)}}
     return config, body
 
@@ -204,19 +208,12 @@ def _keras_functional(module, where: str) -> tuple[dict, list]:
             return [refs(v) for v in value]
         return history[id(value)]
 
-    operations = _keras_operation_order(graph)
+    operations = keras_operation_order(graph)
     config = {"module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional",
-              "config": {"name": module.name, "trainable": True, "layers": [entries[id(op)] for op in operations],
+              "config": {"name": module.name, "trainable": bool(getattr(module, "trainable", True)), "layers": [entries[id(op)] for op in operations],
                          "input_layers": refs(graph["inputs"]), "output_layers": refs(graph["outputs"])}}
     del order
     return config, [op for op in operations if isinstance(op, (KerasTensor, nnx.Module))]
-
-
-def _keras_operation_order(graph) -> list:
-    """The operations of a graph in Keras's order (see `nnjax.layers.functional.keras_operation_order`)."""
-    from nnjax.layers.functional import keras_operation_order
-
-    return keras_operation_order(graph["output_tensors"], graph["input_tensors"])
 
 
 def _keras_model_config(model) -> tuple[dict, list]:
@@ -287,8 +284,9 @@ def _write_arrays(group, variables) -> None:
         group.create_dataset(str(index), data=np.asarray(variable.get_value()))
 
 
-def save_keras_file(model, path: str, overwrite: bool = True) -> str:
-    """Writes `model` as a Keras 3 ".keras" file (architecture and weights; not the optimizer state).
+def save_keras_file(model, path: str, overwrite: bool = True, *, include_optimizer: bool = True) -> str:
+    """Writes `model` as a Keras 3 ".keras" file: architecture, weights and, when compiled (and `include_optimizer`),
+    Keras's `compile_config` and the optimizer's variables (see `nnjax.saving.keras_optimizer`).
 
     Raises:
       FileExistsError: if `path` exists and `overwrite` is False.
@@ -301,9 +299,29 @@ def save_keras_file(model, path: str, overwrite: bool = True) -> str:
     model._require_built("save")
     model.module  # noqa: B018 - the current weights, written into the layers
     config, layers = _keras_model_config(model)
+    compile_config = optimizer = None
+    if include_optimizer and model._compiled is not None:
+        from nnjax.saving import keras_optimizer
+
+        compile_config = keras_optimizer.keras_compile_config(model)
+        if compile_config is None:
+            warnings.warn(f'model.save(".keras"): model "{model.name}" was compiled with arguments Keras has no form for '
+                          "(a loss_fn, an optax transformation, or an optimizer option only nnjax has); the file holds the "
+                          "architecture and weights only", stacklevel=3)
+        elif model._state is not None:
+            optimizer, reason = keras_optimizer.optimizer_arrays(model, keras_variables(model._module, layers))
+            if optimizer is None:
+                warnings.warn(f'model.save(".keras"): the optimizer state of model "{model.name}" is not written: '
+                              f"{reason}; Keras starts it afresh", stacklevel=3)
+    if compile_config is not None:
+        config["compile_config"] = compile_config
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as h5:
         _write_model(h5, model._module, layers)
+        if optimizer is not None:
+            variables = h5.create_group("optimizer").create_group("vars")
+            for index, value in enumerate(optimizer):
+                variables.create_dataset(str(index), data=value)
     metadata = {"keras_version": "3.0.0", "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
                 "written_by": "nnjax"}
     folder = os.path.dirname(path) or "."

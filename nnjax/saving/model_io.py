@@ -2,7 +2,8 @@
 
 `save_model(model, path)` writes one nnjax checkpoint folder (Orbax arrays, SHA-256 manifest, atomic
 commit; see `nnjax.checkpoint`) whose JSON metadata holds the model's config, how it was built and
-what it was compiled with (optimizer name and arguments, loss and metric names). `load_model(path)`
+what it was compiled with (optimizer name and arguments, a schedule, losses and metrics as names or
+in Keras's serialized form; see `nnjax.saving.compile_objects`). `load_model(path)`
 rebuilds the model from the config, restores the arrays and, with `compile=True`, compiles it again and
 restores the optimizer state, step and RNG key, so that `fit` continues exactly. A path ending in
 ".keras" is a Keras 3 zip file instead (see `nnjax.saving.keras_file`).
@@ -167,6 +168,12 @@ def clone_model(model, custom_objects: dict | None = None):
 
 # ---------------------------------------------------------------------------------- compile state
 def _compile_config(model) -> dict | None:
+    """What `model.compile` was given, as JSON data: names as they are, objects in Keras's serialized form.
+
+    Raises:
+      SerializationError: for a compile argument that has no config (the message names it and says what to do).
+    """
+    from nnjax.saving import compile_objects
     from nnjax.train import optimizers as optimizers_lib
 
     arguments = getattr(model, "_compile_arguments", None)
@@ -184,52 +191,44 @@ def _compile_config(model) -> dict | None:
                 "nj.optimizers constructor (nj.optimizers.Adam(learning_rate=...)) to save it, or pass "
                 "include_optimizer=False to save the model without its compile state"
             )
-        optimizer_config = {k: v for k, v in optimizer_config.items() if v is not None}
-        if callable(optimizer_config.get("learning_rate")):
-            raise SerializationError(f"{where} a learning-rate schedule, which cannot be saved yet; pass include_optimizer=False")
+        optimizer_config = compile_objects.serialize_optimizer_arguments(optimizer_config, where)
     if arguments.get("loss_fn") is not None:
         raise SerializationError(f"{where} a custom loss_fn (Python code); pass include_optimizer=False and compile after loading")
-
-    def name_of(value, what):
-        # Names only: a loss or metric object's arguments (from_logits=True, thresholds=...) are not recorded, and a
-        # name would silently rebuild it with Keras's defaults.
-        if value is None or isinstance(value, str):
-            return value
-        if isinstance(value, (list, tuple)):
-            return [name_of(v, what) for v in value]
-        if isinstance(value, dict):
-            return {k: name_of(v, what) for k, v in value.items()}
+    if arguments.get("distribution") is not None:
         raise SerializationError(
-            f"{where} the {what} {getattr(value, 'name', None) or type(value).__name__!r} given as an object, whose "
-            f"arguments cannot be saved; compile with names (loss='sparse_categorical_crossentropy', metrics=['accuracy']) "
-            "to save the compile state, or pass include_optimizer=False and compile again after loading"
+            f"{where} distribution={type(arguments['distribution']).__name__}(...), which names this machine's devices and "
+            "is not saved; pass include_optimizer=False and compile(..., distribution=...) again after loading"
         )
-
     other = {"seed": int(model._compiled.seed)}  # the resolved data seed: the next epoch shuffles as it would have
     for key in ("steps_per_execution", "dtype_policy", "nonfinite", "loss_weights"):
         value = arguments.get(key)
         if value is not None and value != "auto":
             other[key] = encode(value, f"compile({key}=...)")
     return {
-        "optimizer": {k: encode(v, f"optimizer.{k}") for k, v in optimizer_config.items()},
-        "loss": name_of(arguments.get("loss"), "loss"),
-        "metrics": name_of(arguments.get("metrics"), "metric"),
-        "weighted_metrics": name_of(arguments.get("weighted_metrics"), "weighted metric"),
+        "optimizer": {k: v if k == "learning_rate" else encode(v, f"optimizer.{k}") for k, v in optimizer_config.items()},
+        "loss": compile_objects.serialize(arguments.get("loss"), f"{where} loss"),
+        "metrics": compile_objects.serialize(arguments.get("metrics"), f"{where} metrics"),
+        "weighted_metrics": compile_objects.serialize(arguments.get("weighted_metrics"), f"{where} weighted_metrics"),
         **other,
     }
 
 
-def compile_from_config(model, config: dict) -> None:
+def compile_from_config(model, config: dict, custom_objects: dict | None = None) -> None:
     """`model.compile(...)` with what `_compile_config` saved."""
+    from nnjax.saving import compile_objects
     from nnjax.train import optimizers as optimizers_lib
 
-    optimizer = {k: decode(v, "optimizer") for k, v in config["optimizer"].items()}
-    name = optimizer.pop("name")
-    tx = name if not optimizer else optimizers_lib.build(name, **optimizer)
+    with custom_object_scope(custom_objects):
+        optimizer = {k: compile_objects.deserialize_learning_rate(v) if k == "learning_rate" else decode(v, "optimizer")
+                     for k, v in config["optimizer"].items()}
+        name = optimizer.pop("name")
+        tx = name if not optimizer else optimizers_lib.build(name, **optimizer)
+        objects = {key: compile_objects.deserialize(config.get(key), f"load_model: compile({key}=...)")
+                   for key in ("loss", "metrics", "weighted_metrics")}
     kwargs = {k: decode(v, k) for k, v in config.items() if k not in ("optimizer", "loss", "metrics", "weighted_metrics")}
-    if config.get("weighted_metrics"):
-        kwargs["weighted_metrics"] = config["weighted_metrics"]
-    model.compile(optimizer=tx, loss=config.get("loss"), metrics=config.get("metrics"), **kwargs)
+    if objects["weighted_metrics"]:
+        kwargs["weighted_metrics"] = objects["weighted_metrics"]
+    model.compile(optimizer=tx, loss=objects["loss"], metrics=objects["metrics"], **kwargs)
 
 
 # ---------------------------------------------------------------------------------- save / load
@@ -265,7 +264,7 @@ def save_model(model, filepath: str | os.PathLike, overwrite: bool = True, *, in
     if path.endswith(".keras"):
         from nnjax.saving import keras_write
 
-        return keras_write.save_keras_file(model, path, overwrite=overwrite)
+        return keras_write.save_keras_file(model, path, overwrite=overwrite, include_optimizer=include_optimizer)
     if path.endswith(".h5") or path.endswith(".hdf5"):
         raise ValueError(f"save_model: the legacy HDF5 format ({os.path.basename(path)}) is not supported; save to a folder "
                          "or to a '.keras' file")
@@ -314,7 +313,7 @@ def load_model(filepath: str | os.PathLike, custom_objects: dict | None = None, 
     model = model_from_config(metadata["model"], custom_objects)
     compile_config = metadata.get("compile")
     if compile_config:  # the stored tree has the optimizer arrays: compile to have their structure
-        compile_from_config(model, compile_config)
+        compile_from_config(model, compile_config, custom_objects)
     restored = core.restore(path, _arrays(model, bool(compile_config)))
     params, model_state = model._variables()
     nnx.replace_by_pure_dict(params, restored["params"])

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
 import optax
 
@@ -125,6 +127,41 @@ def _single(value, names, argument):
     return value
 
 
+def _single_weight(loss_weights, names) -> float:
+    """The factor of a single-output model's loss: a float, a one-entry list or a dict keyed by the output (Keras's)."""
+    value = loss_weights
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    elif isinstance(value, dict) and names is not None and len(names) == 1 and set(value) == set(names):
+        value = value[names[0]]
+    elif isinstance(value, (list, tuple, dict)):
+        raise ValueError(f"compile: `loss_weights` for a model with one output "
+                         f"{names[0] if names else ''!r} must be a float, a list with one float or a dict keyed by the "
+                         f"output's name; received loss_weights={loss_weights!r}")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (float, int, np.floating, np.integer)):
+        raise ValueError(f"compile: expected `loss_weights` to be a float (single output case) or a list, tuple, or "
+                         f"dict (multiple output case); received loss_weights={loss_weights!r} of type "
+                         f"{type(loss_weights).__name__}")
+    if value is loss_weights and not isinstance(value, (float, np.floating)):
+        raise ValueError(f"compile: expected `loss_weights` to be a float for a single-output model (Keras refuses an "
+                         f"int here); received loss_weights={loss_weights!r}; pass {float(value)!r}")
+    return float(value)
+
+
+def _scaled(loss_obj, weight: float):
+    """`loss_obj` with its per-element losses multiplied by `weight`: every reduction is linear, so the scalar loss is
+    `weight` times the unweighted one, as Keras multiplies the compiled loss."""
+    if loss_obj is None:
+        return None
+
+    @functools.wraps(loss_obj.fn)  # keeps the function's module: nnjax's own losses still have their labels checked
+    def weighted(y_true, y_pred):
+        return jax.tree.map(lambda value: value * weight, loss_obj.per_element(y_true, y_pred))
+
+    return losses_lib.Loss(loss_obj.name, loss_obj.reduction, fn=weighted, sparse_labels=loss_obj.sparse_labels,
+                           kind=loss_obj.kind, mask_fn=loss_obj.mask_fn)
+
+
 def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_execution: int | str, dtype_policy: str | None,
             distribution, seed, nonfinite, weighted_metrics=None, loss_weights=None, outputs=None) -> CompileConfig:
     """`Model.compile`'s arguments as a `CompileConfig` (see `Model.compile` for each).
@@ -148,10 +185,9 @@ def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_exe
         raise ValueError(f"compile: with `loss_fn`, per-output `metrics`, `weighted_metrics` and `loss_weights` of the "
                          f"outputs {names} are not supported; pass `loss=` per output instead, or return the values "
                          "to log from `loss_fn` as `(loss, aux)`")
-    elif loss_weights is not None:
-        raise ValueError(f"compile: `loss_weights` applies to models with several outputs; this model has "
-                         f"{'one output' if names is None or len(names) == 1 else 'undeclared outputs'}: received "
-                         f"loss_weights={loss_weights!r}")
+    elif loss_weights is not None and (loss_fn is not None or several):
+        raise ValueError(f"compile: `loss_weights` scales the compiled `loss`; with `loss_fn` there is none to scale, "
+                         f"return the weighted objective from `loss_fn` instead; received loss_weights={loss_weights!r}")
     elif isinstance(loss, (list, tuple, dict)) and not (isinstance(loss, dict) and names and len(names) == 1):
         raise ValueError(
             f"compile: `loss` as a {type(loss).__name__} (one per output) needs a functional model with several outputs "
@@ -162,6 +198,8 @@ def resolve(optimizer, loss, metrics, *, loss_fn: Callable | None, steps_per_exe
     loss_obj = losses_lib.get(loss) if loss is not None else None
     metric_objs = tuple(_metric(m, loss_obj) for m in _metric_list(metrics, "metrics"))
     weighted_objs = tuple(_metric(m, loss_obj) for m in _metric_list(weighted_metrics, "weighted_metrics"))
+    if loss_weights is not None and not heads:
+        loss_obj = _scaled(loss_obj, _single_weight(loss_weights, names))
     if steps_per_execution != "auto" and (isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int)
                                           or steps_per_execution < 1):
         raise ValueError(f"compile: `steps_per_execution` must be 'auto' or a positive int; got {steps_per_execution!r}")

@@ -116,13 +116,15 @@ class FunctionalModel(Model):
             return self.module(x)  # the module holds the current weights (a view of the state)
         return super().__call__(x, training=training, key=key)
 
-    def summary(self, print_fn: Callable[[str], None] | None = None, flops: bool = False) -> None:
+    def summary(self, line_length: int | None = None, positions=None, print_fn: Callable[[str], None] | None = None,
+                expand_nested: bool = False, show_trainable: bool = False, layer_range=None, flops: bool = False) -> None:
         """Prints Keras's table (layer, output shape, parameters, the layers each is connected to) once; returns None.
 
-        `print_fn` is called once with the whole table instead of `print`; `summary_text(model)` returns it.
+        Arguments as `Model.summary`; `summary_text(model)` returns the text.
         """
         del flops
-        (print_fn or print)(summary_text(self))
+        (print_fn or print)(summary_text(self, expand_nested=expand_nested, show_trainable=show_trainable,
+                                         line_length=line_length, positions=positions, layer_range=layer_range))
 
 
 def _param_count(module) -> int:
@@ -142,39 +144,27 @@ def _tensor_ref(tensor: KerasTensor) -> str:
     return f"{node.name}[{node.call_index}][{tensor._ks_index}]"
 
 
-def summary_text(model: FunctionalModel) -> str:
+def summary_text(model: FunctionalModel, *, expand_nested: bool = False, show_trainable: bool = False,
+                 line_length: int | None = None, positions=None, layer_range=None) -> str:
+    """Keras's summary table of a functional model: its inputs and calls in graph order, with their connections."""
+    from nnjax.viz import summary as summary_lib
+
     graph = model.module._program.graph
     rows = []
     for tensor in graph["input_tensors"]:
-        cls = type(tensor).__name__ if not isinstance(tensor, nnx.Module) else "InputLayer"
-        rows.append((f"{tensor.name} ({cls})", shape_str(tensor.shape), "0", "-"))
+        rows.append({"name": tensor.name, "layer_name": tensor.name, "type": "InputLayer", "shape": shape_str(tensor.shape),
+                     "params": 0, "connected": "-", "trainable": "-"})
     for node in graph["nodes"]:
-        kind = node.kind
-        shapes = ", ".join(shape_str(t.shape) for t in node.outputs)
         params = _param_count(node.op) if node.is_module and node.call_index == 0 else 0
-        connected = ", ".join(_tensor_ref(t) for t in node.inputs) or "-"
-        rows.append((f"{node.name} ({kind})", shapes, f"{params:,}", connected))
-    headers = ("Layer (type)", "Output Shape", "Param #", "Connected to")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) + 2 for i, h in enumerate(headers)]
-    width = sum(widths)
-
-    def fmt(cells):
-        return "".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    lines = [f'Model: "{model.name}"', "\u2501" * width, fmt(headers), "\u2501" * width]
-    for i, row in enumerate(rows):
-        lines.append(fmt(row))
-        lines.append(("\u2500" if i < len(rows) - 1 else "\u2501") * width)
-    import jax
-
-    params, model_state = model._variables()
-    trainable = int(sum(np.prod(np.shape(a)) for a in jax.tree.leaves(params)))
-    non_trainable = int(sum(np.prod(np.shape(a)) for a in jax.tree.leaves(model_state)
-                            if np.issubdtype(np.asarray(a).dtype, np.inexact)))
-    lines.append(f" Total params: {trainable + non_trainable:,}")
-    lines.append(f" Trainable params: {trainable:,}")
-    lines.append(f" Non-trainable params: {non_trainable:,}")
-    return "\n".join(lines)
+        rows.append({"name": node.name, "layer_name": node.name, "type": node.kind,
+                     "shape": ", ".join(shape_str(t.shape) for t in node.outputs), "params": params,
+                     "connected": ", ".join(_tensor_ref(t) for t in node.inputs) or "-",
+                     "trainable": summary_lib.trainable_mark(node.op, params) if node.is_module else "-"})
+        if expand_nested and node.is_module and node.call_index == 0:
+            rows += [dict(row, nested=True) for row in summary_lib.nested_rows(node.op, 1)]
+    rows = summary_lib.select_range(rows, layer_range)
+    return summary_lib.render(model.name, rows, summary_lib.totals(model), connections=True, show_trainable=show_trainable,
+                              line_length=line_length, positions=positions)
 
 
 Model._functional_dispatch = (is_functional_call, FunctionalModel)

@@ -222,7 +222,7 @@ class Model(SubclassingMixin, StepOverrides, KerasStatelessAPI, InputChecks, Bat
             list with one list per output or a dict keyed by the output names (logged as "<output>_<metric>").
           weighted_metrics: metrics weighted by `sample_weight` (and `class_weight`): each epoch value is
             `sum(w * v) / sum(w)`; named "weighted_<name>" when `metrics` has the same name. Per output as `metrics`.
-          loss_weights: several outputs only: a list or dict of each output's factor in the objective.
+          loss_weights: a list or dict of each output's factor in the objective; one output: a float (Keras's).
           loss_fn: a custom objective `fn(outputs, batch) -> loss | (loss, aux)` used instead of `loss`.
             When it declares the keyword arguments, it also gets `intermediates=` (a nested dict of the
             values the forward pass sowed or stored in Variables it created, e.g. a VAE's KL term) and
@@ -470,17 +470,30 @@ class Model(SubclassingMixin, StepOverrides, KerasStatelessAPI, InputChecks, Bat
             self._output_shape = (None,) + tuple(out.shape[1:])
         return self._output_shape
 
-    def summary(self, print_fn: Callable[[str], None] | None = None, flops: bool = False) -> None:
+    def summary(self, line_length: int | None = None, positions=None, print_fn: Callable[[str], None] | None = None,
+                expand_nested: bool = False, show_trainable: bool = False, layer_range=None, flops: bool = False) -> None:
         """Prints a table of layers, output shapes and parameter counts, once; returns None, as Keras.
 
         Args:
+          line_length: the table's width; with `positions`, cells wrap within Keras's fixed columns (by default
+            the columns fit their contents).
+          positions: where each column ends, as fractions of `line_length` (or absolute positions).
           print_fn: called once with the whole table instead of `print` (`print_fn=lines.append` keeps the
             text); `nj.viz.summary_text(model)` returns it.
-          flops: add each layer's FLOPs per example.
+          expand_nested: also list the layers of nested models (a Sequential or functional model used as a
+            layer), indented under it as Keras's "   └ name (Type)".
+          show_trainable: add Keras's "Trainable" column ("Y", "N", or "-" for a layer without weights).
+          layer_range: `[first, last]` regexes matched (`re.match`) against top-level layer names: only the rows
+            from the first match of `first` to the last match of `last` are shown.
+          flops: add the model's FLOPs per example.
+
+        Raises:
+          ValueError: for a `layer_range` that matches no layer, or columns too narrow (Keras's rules).
         """
         from nnjax.viz.summary import summary_text
 
-        (print_fn or print)(summary_text(self, flops=flops))
+        (print_fn or print)(summary_text(self, flops=flops, expand_nested=expand_nested, show_trainable=show_trainable,
+                                         line_length=line_length, positions=positions, layer_range=layer_range))
 
 
 __all__ = ["CompileConfig", "Model"]

@@ -548,6 +548,21 @@ def get(identifier) -> StatefulMetric | None:
     return None
 
 
+def _record_arguments() -> None:
+    """Each Keras-named constructor records its arguments (for saving a compiled model; `nnjax.train.recorded`)."""
+    from nnjax.train.recorded import recorded
+
+    for class_name, constructor in list(CLASSES.items()):
+        wrapper = recorded("keras.metrics", class_name, key=lambda metric: metric.update)(constructor)
+        CLASSES[class_name] = globals()[class_name] = wrapper
+        for name, value in list(_NAMES.items()):
+            if value is constructor:
+                _NAMES[name] = wrapper
+
+
+_record_arguments()
+
+
 __all__ = [
     "AUC",
     "CLASSES",

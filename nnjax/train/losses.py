@@ -489,6 +489,8 @@ class Loss:
         self.sparse_labels = sparse_labels
         self.kind = kind
         self.mask_fn = mask_fn
+        # Keras's serialized form `{"module", "class_name", "config", ...}` when a Keras-named constructor made it.
+        self.serialized: dict | None = None
 
     def call(self, y_true, y_pred):
         """The per-element losses; subclasses implement it (Keras's `Loss.call`)."""
@@ -515,7 +517,10 @@ class Loss:
         return reduce_loss(self.per_element(y_true, y_pred), sample_weight, self.reduction, own)
 
     def get_config(self) -> dict:
-        """Keras's `Loss.get_config`: `{"name": ..., "reduction": ...}`; subclasses add their own arguments."""
+        """Keras's `Loss.get_config`: `{"name": ..., "reduction": ...}`; subclasses add their own arguments. A loss a
+        Keras-named constructor made returns all the constructor's arguments (`{"from_logits": True, ...}`)."""
+        if self.serialized is not None:
+            return dict(self.serialized["config"])
         return {"name": self.name, "reduction": self.reduction}
 
     @classmethod
@@ -735,6 +740,22 @@ def Tversky(alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky"
     return _make("tversky", reduction, name, alpha=alpha, beta=beta, axis=axis)
 
 
+def _recording(class_name: str, constructor: Callable[..., Loss]) -> Callable[..., Loss]:
+    """`constructor`, whose results carry Keras's serialized form of the call (for saving a compiled model)."""
+    signature = inspect.signature(constructor)
+
+    @functools.wraps(constructor)
+    def keras_class(*args, **kwargs) -> Loss:
+        loss = constructor(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        config = {k: v for k, v in bound.arguments.items() if k != "dtype"}
+        loss.serialized = {"module": "keras.losses", "class_name": class_name, "config": config, "registered_name": None}
+        return loss
+
+    return keras_class
+
+
 # Keras class name -> constructor, for every loss name.
 CLASSES = {
     "BinaryCrossentropy": BinaryCrossentropy,
@@ -758,6 +779,9 @@ CLASSES = {
     "SquaredHinge": SquaredHinge,
     "Tversky": Tversky,
 }
+for _class_name, _constructor in list(CLASSES.items()):
+    CLASSES[_class_name] = globals()[_class_name] = _recording(_class_name, _constructor)
+del _class_name, _constructor
 
 
 # optax (and Flax) name a loss's arguments; nnjax calls `fn(y_true, y_pred)`.

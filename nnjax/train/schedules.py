@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 import optax
 
+from nnjax.train.recorded import recorded, serialized
+
 
 def _step(count):
     return jnp.asarray(count, jnp.float32)
@@ -154,7 +156,29 @@ SCHEDULES = {
     "cosine_decay": CosineDecay,
     "cosine_decay_restarts": CosineDecayRestarts,
 }
+_KERAS_NAMES = {"PiecewiseConstantDecay": "PiecewiseConstant", "CosineDecayRestarts": "SGDRDecay"}  # Keras's defaults
+for _name, _constructor in list(SCHEDULES.items()):
+    # Each schedule records its arguments, as Keras's config (with its default `name`), for saving a compiled model.
+    SCHEDULES[_name] = globals()[_constructor.__name__] = recorded(
+        "keras.optimizers.schedules", _constructor.__name__, key=lambda schedule: schedule,
+        extra={"name": _KERAS_NAMES.get(_constructor.__name__, _constructor.__name__)})(_constructor)
+del _name, _constructor
 _BY_CLASS_NAME = {fn.__name__: fn for fn in SCHEDULES.values()}
+
+
+def serialize(schedule) -> dict | None:
+    """Keras's `{"module", "class_name", "config", "registered_name"}` of a schedule made here, or None (any other)."""
+    return serialized(schedule, key=lambda fn: fn)
+
+
+def deserialize(data: dict) -> optax.Schedule:
+    """The schedule Keras's (or `serialize`'s) form names, e.g. `{"class_name": "ExponentialDecay", "config": {...}}`.
+
+    Raises:
+      ValueError: for a class that is not one of Keras's schedules.
+    """
+    config = {k: v for k, v in (data.get("config") or {}).items() if k != "name"}
+    return get(data["class_name"], **config)
 
 
 def get(name: str, **config) -> optax.Schedule:
@@ -177,5 +201,7 @@ __all__ = [
     "InverseTimeDecay",
     "PiecewiseConstantDecay",
     "PolynomialDecay",
+    "deserialize",
     "get",
+    "serialize",
 ]
