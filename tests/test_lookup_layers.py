@@ -102,9 +102,19 @@ def test_vectorized_text_trains_a_classifier_and_the_vocabulary_is_in_the_config
     np.testing.assert_array_equal(again(texts[:5]), x[:5])  # the vocabulary travels in the config
 
 
+def test_string_lookup_with_several_oov_indices_hashes_like_tensorflow():
+    """Keras's docstring example (TensorFlow's FarmHash picks 'm' -> 0, 'z' -> 1), then the rule itself over many
+    tokens against pyfarmhash's Fingerprint64 (TensorFlow's `to_hash_bucket_fast`)."""
+    layer = L.StringLookup(vocabulary=VOCAB, num_oov_indices=2)
+    assert layer([["a", "c", "d"], ["m", "z", "b"]]).tolist() == [[2, 4, 5], [0, 1, 3]]
+    farmhash = pytest.importorskip("farmhash")
+    tokens = [f"token{i}" for i in range(200)] + ["", "é", "a longer token of more than sixty-four bytes " * 2]
+    layer = L.StringLookup(vocabulary=VOCAB, num_oov_indices=7)
+    expected = [farmhash.fingerprint64(t) % 7 for t in tokens]
+    assert layer(tokens).tolist() == expected
+
+
 def test_lookup_errors_name_what_is_wrong():
-    with pytest.raises(ValueError, match="hashes strings with TensorFlow's FarmHash"):
-        L.StringLookup(num_oov_indices=2)
     with pytest.raises(ValueError, match=r"has no vocabulary; pass `vocabulary=` or call `adapt\(data\)` first"):
         L.StringLookup()(["a"])
     with pytest.raises(ValueError, match=r"with num_oov_indices=0 every input must be in the vocabulary; found .*'z'"):

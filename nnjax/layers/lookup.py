@@ -8,8 +8,9 @@ their config (`get_config()["vocabulary"]`), so it is saved with them.
 The vocabulary layout and every output mode follow Keras 3 (`keras/src/layers/preprocessing/
 index_lookup.py`): in "int" mode, index 0 is the mask token when there is one, then the OOV
 indices, then the vocabulary; `adapt` sorts tokens by count, highest first, ties by the token,
-highest first (Keras's `np.lexsort(...)[::-1]`). What Keras computes with TensorFlow's FarmHash
-(several OOV indices for strings) is refused with an error rather than hashed differently.
+highest first (Keras's `np.lexsort(...)[::-1]`). With several OOV indices, an unknown string goes to
+`FarmHash64(token) % num_oov_indices` (TensorFlow's `to_hash_bucket_fast`, `nnjax.layers.hash_functions`), an
+unknown integer to `value % num_oov_indices`, as Keras.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from nnjax.layers.base import Layer
+from nnjax.layers.hash_functions import fingerprint64
 
 OUTPUT_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
 _PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
@@ -77,9 +79,6 @@ class _IndexLookup(Layer):
             raise ValueError(f"{where}: `max_tokens` must be > 1 or None; got {max_tokens!r}")
         if not isinstance(num_oov_indices, int) or num_oov_indices < 0:
             raise ValueError(f"{where}: `num_oov_indices` must be a non-negative int; got {num_oov_indices!r}")
-        if num_oov_indices > 1 and self._string_keys:
-            raise ValueError(f"{where}: num_oov_indices={num_oov_indices} hashes strings with TensorFlow's FarmHash, which "
-                             "nnjax does not reproduce; use num_oov_indices=1 (or 0)")
         if invert and output_mode != "int":
             raise ValueError(f"{where}: `invert=True` needs output_mode='int'; got {output_mode!r}")
         if mask_token is not None and output_mode != "int":
@@ -197,9 +196,16 @@ class _IndexLookup(Layer):
                 if self.num_oov_indices == 0:
                     raise ValueError(f"{self._where}: with num_oov_indices=0 every input must be in the vocabulary; "
                                      f"found the out-of-vocabulary value {token!r}")
-                index = oov + (int(token) % self.num_oov_indices if self.num_oov_indices > 1 else 0)
+                index = oov + (self._oov_bucket(token) if self.num_oov_indices > 1 else 0)
             ids[i] = index
         return ids.reshape(array.shape)
+
+    def _oov_bucket(self, token) -> int:
+        """Keras's OOV index among `num_oov_indices`: FarmHash Fingerprint64 of a string (TensorFlow's
+        `to_hash_bucket_fast`), an integer modulo the count."""
+        if self._string_keys:
+            return fingerprint64(str(token).encode("utf-8")) % self.num_oov_indices
+        return int(token) % self.num_oov_indices
 
     def _inverted(self, array) -> np.ndarray:
         vocab = self.get_vocabulary()
@@ -264,7 +270,7 @@ class StringLookup(_IndexLookup):
 
     Args:
       max_tokens: the largest vocabulary, special indices included (None: no limit).
-      num_oov_indices: out-of-vocabulary indices (1, or 0 to refuse unknown tokens).
+      num_oov_indices: out-of-vocabulary indices (1; 0 refuses unknown tokens; several hash them with FarmHash).
       mask_token: a padding token mapped to 0 ("int" mode), or None.
       oov_token: returned for OOV ids with `invert=True` ("[UNK]").
       vocabulary: a list of tokens (else `adapt`); idf_weights: their weights for "tf_idf".
