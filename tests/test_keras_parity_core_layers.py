@@ -465,6 +465,14 @@ NOT_COMPARED = {
 }
 
 
+def test_keras_alias_names_are_the_same_classes_as_in_keras():
+    aliases = {name for name in dir(KL) if isinstance(getattr(KL, name), type) and getattr(KL, name).__name__ != name}
+    ours = {name for name in aliases if hasattr(L, name)}
+    assert ours >= aliases - {"GroupQueryAttention"}, sorted(aliases - ours)
+    for name in ours:
+        assert getattr(L, name) is getattr(L, getattr(KL, name).__name__), name
+
+
 def _keras_class_names(factories) -> set[str]:
     return {type(make()).__name__ for make in factories}
 
@@ -477,6 +485,7 @@ def test_every_layer_that_keras_and_nnjax_both_export_is_compared_with_keras():
     covered |= _keras_class_names(augmentation[1] for augmentation in newer.AUGMENTATIONS)
     covered |= {"Dropout", *INPUT_NAMES, *FUNCTIONAL_FORMS}  # the dedicated tests above
     shared = {name for name in L.__all__ if hasattr(KL, name)}
+    covered |= {name for name in shared if getattr(getattr(L, name), "__name__", name) in covered}  # Keras's aliases
     missing = shared - covered - set(NOT_COMPARED)
     assert not missing, f"layers that both Keras and nnjax export, with no Keras parity test: {sorted(missing)}"
     stale = set(NOT_COMPARED) - (shared - covered)
