@@ -1,6 +1,8 @@
 """Bad input fails early, with a message naming what was expected and what was received."""
 
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import nnjax as nj
@@ -175,3 +177,16 @@ def test_random_uniform_initializer_is_keras_range():
 
     values = np.asarray(nj.initializers.get("random_uniform")(jax.random.PRNGKey(0), (10000,)))
     assert values.min() >= -0.05 and values.max() < 0.05 and values.min() < -0.045 and values.max() > 0.045
+
+
+def test_keras_optimizer_methods_on_an_nnjax_optimizer_say_what_to_use():
+    """A Keras program's second optimizer (`self.d_optimizer.stateless_apply(...)`, `optimizer.apply_gradients`)
+    meets an optax transformation: the error names the method and the optax calls that do the same."""
+    tx = nj.optimizers.Adam(1e-3)
+    assert isinstance(tx, optax.GradientTransformation)
+    for method in ("stateless_apply", "apply_gradients", "build", "variables"):
+        with pytest.raises(AttributeError, match=rf"not Keras optimizer objects: `{method}` is not there.*tx.update"):
+            getattr(tx, method)
+    params = {"w": jnp.ones(3)}
+    updates, _ = tx.update(params, tx.init(params), params)  # still plain optax
+    np.testing.assert_allclose(optax.apply_updates(params, updates)["w"], 1 - 1e-3, rtol=1e-5)

@@ -92,14 +92,14 @@ def test_saved_compile_config_is_keras_serialized_form(tmp_path):
     model.compile(
         optimizer=nj.optimizers.SGD(nj.optimizers.schedules.PiecewiseConstantDecay([2, 4], [0.1, 0.05, 0.01])),
         loss=nj.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=3),
-        metrics=[nj.metrics.Precision(thresholds=[0.3, 0.6], top_k=None)],
+        metrics=[nj.metrics.Precision(thresholds=[0.3, 0.6], top_k=None, name="precision")],  # default names count up
     )
     model.build((None, 4))
     path = model.save(str(tmp_path / "m"))
     saved = nj.checkpoint.read_metadata(path)["compile"]
     theirs = {
         "loss": keras.saving.serialize_keras_object(keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=3)),
-        "metric": keras.saving.serialize_keras_object(keras.metrics.Precision(thresholds=[0.3, 0.6])),
+        "metric": keras.saving.serialize_keras_object(keras.metrics.Precision(thresholds=[0.3, 0.6], name="precision")),
         "rate": keras.saving.serialize_keras_object(keras.optimizers.schedules.PiecewiseConstantDecay([2, 4], [0.1, 0.05, 0.01])),
     }
     loss = dict(saved["loss"], config={k: v for k, v in saved["loss"]["config"].items() if k != "axis"})

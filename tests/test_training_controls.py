@@ -27,7 +27,7 @@ def linear_model(units=2, features=3, seed=0):
 
 
 def set_linear(model, kernel, bias):
-    model.set_weights([w for w in sorted([kernel, bias], key=lambda a: a.ndim)])  # bias (1-D) comes first
+    model.set_weights([kernel, bias])  # Keras's order: kernel, then bias
 
 
 def get_linear(model):

@@ -179,6 +179,7 @@ def build(
         tx = with_ema(tx, ema_momentum, ema_overwrite_frequency)
     if gradient_accumulation_steps and gradient_accumulation_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=int(gradient_accumulation_steps)).gradient_transformation()
+    tx = _with_keras_hint(tx, name)
     if callable(learning_rate):
         _SCHEDULED.add(tx.update)
     _BUILT_WITH[tx.update] = {
@@ -188,6 +189,43 @@ def build(
         "ema_overwrite_frequency": ema_overwrite_frequency, **hyperparameters,
     }
     return tx
+
+
+# Keras optimizer methods an optax transformation lacks: asked for, they say what to use instead.
+_KERAS_OPTIMIZER_METHODS = ("stateless_apply", "apply_gradients", "apply", "build", "variables", "iterations",
+                            "learning_rate", "minimize", "get_config")  # fmt: skip
+
+
+class _KerasHint:
+    """What a Keras user who reaches for a Keras optimizer method on an nnjax optimizer is told."""
+
+    __slots__ = ()
+
+    def __getattr__(self, attribute):
+        if attribute in _KERAS_OPTIMIZER_METHODS:
+            raise AttributeError(
+                f"nnjax optimizers are optax transformations (init/update), not Keras optimizer objects: "
+                f"`{attribute}` is not there. Inside fit, `model.optimizer` has Keras's `stateless_apply`, "
+                "`learning_rate` and `iterations`; in your own loop use `opt_state = tx.init(params)`, "
+                "`updates, opt_state = tx.update(grads, opt_state, params)`, `params = optax.apply_updates(params, updates)`"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attribute!r}")
+
+
+class _Transformation(_KerasHint, optax.GradientTransformation):
+    __slots__ = ()
+
+
+class _TransformationExtraArgs(_KerasHint, optax.GradientTransformationExtraArgs):
+    __slots__ = ()
+
+
+def _with_keras_hint(tx, name: str):
+    """`tx` as the same optax transformation whose missing Keras methods raise an actionable error."""
+    del name
+    if isinstance(tx, optax.GradientTransformationExtraArgs):
+        return _TransformationExtraArgs(tx.init, tx.update)
+    return _Transformation(tx.init, tx.update)
 
 
 # The arguments `build` made each transformation with (keyed by its `update`): what whole-model saving writes.
