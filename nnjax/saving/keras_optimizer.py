@@ -20,21 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from nnjax.saving.objects import SerializationError
+from nnjax.train.optimizers import CONSTRUCTORS
 
-KERAS_CLASSES = {
-    "sgd": "SGD",
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "rmsprop": "RMSprop",
-    "adagrad": "Adagrad",
-    "adadelta": "Adadelta",
-    "adamax": "Adamax",
-    "nadam": "Nadam",
-    "lion": "Lion",
-    "adafactor": "Adafactor",
-    "ftrl": "Ftrl",
-    "lamb": "Lamb",
-}
+# Keras's class name of each nnjax optimizer name ("adamw" -> "AdamW"): the Keras-named constructor's own name.
+KERAS_CLASSES = {name: constructor.__name__ for name, constructor in CONSTRUCTORS.items()}
 
 
 def _slot_groups(name: str, slots: tuple[str, ...]) -> list[tuple[str, ...]] | None:

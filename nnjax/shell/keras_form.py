@@ -28,10 +28,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
+from nnjax.shell.weights import keras_leaf_order
 from nnjax.train import steps
-from nnjax.train.freeze import path_of
 
 
 class KerasTotals(NamedTuple):
@@ -50,23 +49,10 @@ class KerasLayout:
     """
 
     def __init__(self, module, state):
-        params_paths = [path_of(p) for p, _ in jax.tree.flatten_with_path(state.params)[0]]
-        state_paths = [path_of(p) for p, _ in jax.tree.flatten_with_path(state.model_state)[0]]
-        self.num_params = len(params_paths)
+        self.num_params = len(jax.tree.leaves(state.params))
         self.params_def = jax.tree.structure(state.params)
         self.state_def = jax.tree.structure(state.model_state)
-        slots = {("params", path): i for i, path in enumerate(params_paths)}
-        slots.update({("state", path): self.num_params + i for i, path in enumerate(state_paths)})
-        order = []
-        if hasattr(module, "weights"):  # an nnjax layer: Keras's order of its variables
-            by_id = {id(node): path for path, node in nnx.iter_graph(module) if isinstance(node, nnx.Variable)}
-            for variable in module.weights:
-                path = by_id.get(id(variable))
-                kind = "params" if isinstance(variable, nnx.Param) else "state"
-                slot = slots.get((kind, tuple(path))) if path is not None else None
-                if slot is not None and slot not in order:
-                    order.append(slot)
-        order += [slot for slot in range(len(slots)) if slot not in order]
+        order = keras_leaf_order(module, state.params, state.model_state)
         trainable = state.config.trainable or (True,) * self.num_params
         self.trainable = [slot for slot in order if slot < self.num_params and trainable[slot]]
         self.non_trainable = [slot for slot in order if slot not in self.trainable]

@@ -105,19 +105,11 @@ class WeightsMixin:
 
     def _stacked_order(self, count: int) -> list[int]:
         """Indices into the state's leaves (params', then model_state's) in Keras's order of a member's weights."""
-        from nnjax.layers.base import Layer
-
         module = self.members[0]._module if getattr(self, "members", None) else None
-        if isinstance(module, Layer):
-            path_of = {}
-            for path, variable in nnx.iter_graph(module):
-                if isinstance(variable, nnx.Variable):
-                    path_of.setdefault(id(variable), tuple(path))
+        if module is not None:
             _, params, model_state = nnx.split(module, nnx.Param, ...)
-            flat = [tuple(p) for p, _ in nnx.to_flat_state(params)] + [tuple(p) for p, _ in nnx.to_flat_state(model_state)]
-            index = {path: i for i, path in enumerate(flat)}
-            order = [index.get(path_of.get(id(v))) for v in module.weights]
-            if len(flat) == count and None not in order and sorted(order) == list(range(count)):
+            order = keras_leaf_order(module, params, model_state)
+            if len(order) == count:
                 return order
         return list(range(count))
 
@@ -179,6 +171,28 @@ class WeightsMixin:
         return int(sum(np.prod(np.shape(a)) for a in jax.tree.leaves(params) + jax.tree.leaves(model_state)))
 
 
+def keras_leaf_order(module, params, model_state) -> list[int]:
+    """Indices into `leaves(params) + leaves(model_state)` in Keras's order: the module's `weights` when it is an
+    nnjax layer (layer by layer, each in creation order), then any leaf they do not list, in tree order."""
+    from nnjax.train.freeze import path_of
+
+    params_paths = [path_of(p) for p, _ in jax.tree.flatten_with_path(params)[0]]
+    state_paths = [path_of(p) for p, _ in jax.tree.flatten_with_path(model_state)[0]]
+    slots = {("params", path): i for i, path in enumerate(params_paths)}
+    slots.update({("state", path): len(params_paths) + i for i, path in enumerate(state_paths)})
+    order, seen = [], set()
+    if hasattr(module, "weights"):
+        by_id = {id(node): path for path, node in nnx.iter_graph(module) if isinstance(node, nnx.Variable)}
+        for variable in module.weights:
+            path = by_id.get(id(variable))
+            kind = "params" if isinstance(variable, nnx.Param) else "state"
+            slot = slots.get((kind, tuple(path))) if path is not None else None
+            if slot is not None and slot not in seen:
+                seen.add(slot)
+                order.append(slot)
+    return order + [slot for slot in range(len(slots)) if slot not in seen]
+
+
 def _saved_model_weights(filepath) -> dict | None:
     """The `{"params", "model_state"}` of a folder `model.save` wrote (read through a rebuilt model), else None."""
     import os
@@ -217,4 +231,4 @@ def _matched(saved: dict, target: dict, filepath) -> dict:
     return saved
 
 
-__all__ = ["WeightsMixin"]
+__all__ = ["WeightsMixin", "keras_leaf_order"]

@@ -494,7 +494,7 @@ class Loss:
 
     def call(self, y_true, y_pred):
         """The per-element losses; subclasses implement it (Keras's `Loss.call`)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}: a Loss subclass must implement call(y_true, y_pred)")
 
     def per_element(self, y_true, y_pred):
         """The unreduced losses. Built-in losses first match the ranks of `y_true` and `y_pred` (Keras's
